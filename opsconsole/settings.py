@@ -1,0 +1,202 @@
+"""opsconsole settings: everything comes from the environment (see .env.example)."""
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from opsconsole.env import env_bool, env_int, env_list, env_str, env_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+SECRET_KEY = env_str("DJANGO_SECRET_KEY") or ""
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is required when DJANGO_DEBUG is off"
+        )
+    SECRET_KEY = "dev-only-insecure-key-opsconsole-0123456789abcdefghijklmnopqrstuvwxyz"  # noqa: S105
+ALLOWED_HOSTS = env_list(
+    "DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else []
+)
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "channels",
+    "apps.core",
+]
+
+MIDDLEWARE = [
+    "apps.core.trace.TraceContextMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "opsconsole.urls"
+ASGI_APPLICATION = "opsconsole.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- PostgreSQL -------------------------------------------------------------
+DATABASE_URL = env_url("DATABASE_URL", schemes=("postgres", "postgresql"))
+if DATABASE_URL is None:
+    raise ImproperlyConfigured(
+        "DATABASE_URL is not set: run through `make run` / `make test` (they start "
+        "embedded servers) or export DATABASE_URL=postgresql://user@host:port/db"
+    )
+# Django's native psycopg pool serves the web process. Celery's prefork children
+# run one task at a time and Celery closes the pool after every task (STACK-NOTES
+# pitfall 9), so the worker turns the pool off and keeps persistent connections.
+DB_POOL = env_bool("OPSCONSOLE_DB_POOL", True)
+DB_POOL_MAX = env_int("OPSCONSOLE_DB_POOL_MAX", 10, minimum=1, maximum=200)
+_database = dj_database_url.parse(DATABASE_URL)
+_database["OPTIONS"] = {"connect_timeout": 5}
+if DB_POOL:
+    _database["OPTIONS"]["pool"] = {"min_size": 1, "max_size": DB_POOL_MAX, "timeout": 10}
+else:
+    _database["CONN_MAX_AGE"] = env_int("DJANGO_CONN_MAX_AGE", 60)
+    _database["CONN_HEALTH_CHECKS"] = True
+DATABASES = {"default": _database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis ------------------------------------------------------------------
+_redis_url = env_url("REDIS_URL", schemes=("redis", "rediss", "unix"))
+if _redis_url is None:
+    raise ImproperlyConfigured(
+        "REDIS_URL is not set: run through `make run` / `make test` (they start an "
+        "embedded Valkey) or export REDIS_URL=redis://host:port/0"
+    )
+REDIS_URL: str = _redis_url
+# Every key the console writes itself starts with this prefix.
+OPSCONSOLE_REDIS_PREFIX = env_str("OPSCONSOLE_REDIS_PREFIX", "ops:") or "ops:"
+
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": OPSCONSOLE_REDIS_PREFIX + "cache",
+        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+    }
+}
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": OPSCONSOLE_REDIS_PREFIX + "asgi"},
+    }
+}
+
+# --- Celery -----------------------------------------------------------------
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_RESULT_EXPIRES = 3600
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("OPSCONSOLE_TASK_SOFT_TIME_LIMIT", 60, minimum=1)
+CELERY_TASK_TIME_LIMIT = env_int("OPSCONSOLE_TASK_TIME_LIMIT", 90, minimum=1)
+# A task not acknowledged within this time is redelivered; it must exceed the hard
+# time limit so a slow task is never run twice while it is still running.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 600}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": 600}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_BEAT_SCHEDULER = "opsconsole.beat:LockedScheduler"
+CELERY_BEAT_SCHEDULE_FILENAME = str(
+    Path(env_str("OPSCONSOLE_VAR_DIR", str(BASE_DIR / "var")) or "var")
+    / "celerybeat-schedule"
+)
+
+# --- Auth, sessions, security -----------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+# The probes answer plain HTTP from the orchestrator inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^livez$", r"^readyz$"]
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SILENCED_SYSTEM_CHECKS = [] if SECURE_HSTS_PRELOAD else ["security.W021"]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# In development WhiteNoise serves straight from the finders, so no collectstatic.
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+
+# --- opsconsole -------------------------------------------------------------
+OPSCONSOLE_PROBE_TIMEOUT = env_int("OPSCONSOLE_PROBE_TIMEOUT_MS", 1000, minimum=50) / 1000
+OPSCONSOLE_TOKEN_TOUCH_SECONDS = 60
+
+# --- Logging: JSON lines in production, readable in development --------------
+LOG_LEVEL = env_str("OPSCONSOLE_LOG_LEVEL", "INFO") or "INFO"
+LOG_FORMAT = env_str("OPSCONSOLE_LOG_FORMAT", "console" if DEBUG else "json")
+if LOG_FORMAT not in ("console", "json"):
+    raise ImproperlyConfigured(
+        f"OPSCONSOLE_LOG_FORMAT={LOG_FORMAT!r} must be console or json"
+    )
+LOGGING_CONFIG = None
+from apps.core.logging import configure_logging  # noqa: E402
+
+configure_logging(level=LOG_LEVEL, json=LOG_FORMAT == "json")

@@ -1,0 +1,16 @@
+from django.contrib import admin
+from django.urls import path
+
+from apps.core import probes
+from opsconsole.api import api
+
+admin.site.site_header = "opsconsole"
+admin.site.site_title = "opsconsole"
+admin.site.index_title = "Operations console"
+
+urlpatterns = [
+    path("livez", probes.livez, name="livez"),
+    path("readyz", probes.readyz, name="readyz"),
+    path("api/v1/", api.urls),
+    path("admin/", admin.site.urls),
+]
