@@ -24,7 +24,9 @@ api = NinjaAPI(
 api.add_router("/", core_router)
 
 
-def error_body(detail: str, code: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def error_body(
+    detail: str, code: str, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {"detail": detail, "code": code, "extra": extra or {}}
 
 
@@ -52,10 +54,15 @@ def _validation_error(request: HttpRequest, exc: NinjaValidationError) -> HttpRe
 
 
 @api.exception_handler(AuthenticationError)
-def _authentication_error(request: HttpRequest, exc: AuthenticationError) -> HttpResponse:
+def _authentication_error(
+    request: HttpRequest, exc: AuthenticationError
+) -> HttpResponse:
     return api.create_response(
         request,
-        error_body("Authentication required: send Authorization: Bearer <token>", "not_authenticated"),
+        error_body(
+            "Authentication required: send Authorization: Bearer <token>",
+            "not_authenticated",
+        ),
         status=401,
     )
 

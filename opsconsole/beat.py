@@ -46,15 +46,24 @@ class LockedScheduler(PersistentScheduler):
         self._redis = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
         self._owner = f"{socket.gethostname()}:{os.getpid()}"
         self._renewed_at = 0.0
-        self._acquire()
         super().__init__(*args, **kwargs)
 
+    def setup_schedule(self) -> None:
+        # Beat also builds a lazy scheduler just to print its banner; only the one
+        # that really schedules (setup_schedule runs) takes the lock.
+        self._acquire()
+        super().setup_schedule()
+
     def _acquire(self) -> None:
-        if not self._redis.set(beat_lock_key(), self._owner, nx=True, ex=LOCK_TTL_SECONDS):
+        if not self._redis.set(
+            beat_lock_key(), self._owner, nx=True, ex=LOCK_TTL_SECONDS
+        ):
             holder = self._redis.get(beat_lock_key())
             who = holder.decode() if holder else "another beat"
             log.error("beat.lock_held", holder=who)
-            sys.exit(f"celery beat: another beat ({who}) holds {beat_lock_key()}; exiting")
+            sys.exit(
+                f"celery beat: another beat ({who}) holds {beat_lock_key()}; exiting"
+            )
         log.info("beat.lock_acquired", owner=self._owner)
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
@@ -71,7 +80,14 @@ class LockedScheduler(PersistentScheduler):
                 renewed = 1
             if not renewed:
                 log.error("beat.lock_lost", owner=self._owner)
-                sys.exit("celery beat: lost the beat lock to another beat; exiting")
+                # Celery's beat loop turns SystemExit into a clean exit 0; a lost lock
+                # must look like a failure to the supervisor, and the schedule file now
+                # belongs to the other beat, so leave at once.
+                sys.stderr.write(
+                    "celery beat: lost the beat lock to another beat; exiting\n"
+                )
+                sys.stderr.flush()
+                os._exit(3)
             self._renewed_at = now
         interval: float = super().tick(*args, **kwargs)
         return min(interval, RENEW_EVERY_SECONDS)

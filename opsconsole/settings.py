@@ -81,7 +81,11 @@ DB_POOL_MAX = env_int("OPSCONSOLE_DB_POOL_MAX", 10, minimum=1, maximum=200)
 _database = dj_database_url.parse(DATABASE_URL)
 _database["OPTIONS"] = {"connect_timeout": 5}
 if DB_POOL:
-    _database["OPTIONS"]["pool"] = {"min_size": 1, "max_size": DB_POOL_MAX, "timeout": 10}
+    _database["OPTIONS"]["pool"] = {
+        "min_size": 1,
+        "max_size": DB_POOL_MAX,
+        "timeout": 10,
+    }
 else:
     _database["CONN_MAX_AGE"] = env_int("DJANGO_CONN_MAX_AGE", 60)
     _database["CONN_HEALTH_CHECKS"] = True
@@ -144,7 +148,9 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(
 
 # --- Auth, sessions, security -----------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"
+    },
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
@@ -186,7 +192,9 @@ STORAGES = {
 }
 
 # --- opsconsole -------------------------------------------------------------
-OPSCONSOLE_PROBE_TIMEOUT = env_int("OPSCONSOLE_PROBE_TIMEOUT_MS", 1000, minimum=50) / 1000
+OPSCONSOLE_PROBE_TIMEOUT = (
+    env_int("OPSCONSOLE_PROBE_TIMEOUT_MS", 1000, minimum=50) / 1000
+)
 OPSCONSOLE_TOKEN_TOUCH_SECONDS = 60
 
 # --- Logging: JSON lines in production, readable in development --------------

@@ -49,7 +49,9 @@ class ValidationFailed(OpsError):
     status = 422
     default_code = "validation_failed"
 
-    def __init__(self, fields: dict[str, list[str]], message: str | None = None) -> None:
+    def __init__(
+        self, fields: dict[str, list[str]], message: str | None = None
+    ) -> None:
         summary = message or "; ".join(
             f"{path}: {' '.join(msgs)}" for path, msgs in fields.items()
         )

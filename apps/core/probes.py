@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import psycopg
 import redis.asyncio as aioredis
 from django.conf import settings
-from django.db import connection
+from django.db.utils import ConnectionHandler
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -47,7 +47,10 @@ def _elapsed(started: float) -> float:
 
 
 async def _check_postgres() -> None:
-    params = connection.get_connection_params()
+    # A fresh connection built from the settings, outside Django's per-thread
+    # connections and pool: a probe must not queue behind, or exhaust, the pool.
+    wrapper = ConnectionHandler(settings.DATABASES).create_connection("default")
+    params = wrapper.get_connection_params()
     params.pop("cursor_factory", None)
     params.pop("context", None)
     params["connect_timeout"] = max(1, round(settings.OPSCONSOLE_PROBE_TIMEOUT))
