@@ -133,8 +133,14 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("OPSCONSOLE_TASK_SOFT_TIME_LIMIT", 60, min
 CELERY_TASK_TIME_LIMIT = env_int("OPSCONSOLE_TASK_TIME_LIMIT", 90, minimum=1)
 # A task not acknowledged within this time is redelivered; it must exceed the hard
 # time limit so a slow task is never run twice while it is still running.
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 600}
-CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": 600}
+# Celery's own keys carry the console's prefix too, so a shared Redis stays tidy.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 600,
+    "global_keyprefix": OPSCONSOLE_REDIS_PREFIX + "celery:",
+}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
+    "global_keyprefix": OPSCONSOLE_REDIS_PREFIX + "celery:",
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -27,6 +27,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
     os.environ.setdefault("DJANGO_DEBUG", "true")
     os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "false")
+    # Tests may share a Redis with other users (REDIS_URL set): keep to our own keys.
+    os.environ.setdefault("OPSCONSOLE_REDIS_PREFIX", "opstest:")
     if os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL"):
         return
     root = Path(tempfile.mkdtemp(prefix="opsconsole-test-"))
