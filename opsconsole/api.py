@@ -37,13 +37,24 @@ def _ops_error(request: HttpRequest, exc: OpsError) -> HttpResponse:
     )
 
 
+def _field_path(loc: list[str]) -> str:
+    """``["body", "payload", "scopes", "0"]`` → ``scopes.0``: the client's own names.
+
+    ninja prefixes the location ("body", "query", "path") and, for a body, the view's
+    parameter name; services report plain field names, so the shapes agree.
+    """
+    if loc[:1] == ["body"] and len(loc) > 2:
+        loc = loc[2:]
+    elif len(loc) > 1:
+        loc = loc[1:]
+    return ".".join(loc) or "__all__"
+
+
 @api.exception_handler(NinjaValidationError)
 def _validation_error(request: HttpRequest, exc: NinjaValidationError) -> HttpResponse:
     fields: dict[str, list[str]] = {}
     for error in exc.errors:
-        # ninja prefixes the location ("body", "query", "path"); keep the field path.
-        loc = [str(part) for part in error.get("loc", ())]
-        path = ".".join(loc[1:] if len(loc) > 1 else loc) or "__all__"
+        path = _field_path([str(part) for part in error.get("loc", ())])
         fields.setdefault(path, []).append(str(error.get("msg", "invalid")))
     detail = "; ".join(f"{path}: {' '.join(msgs)}" for path, msgs in fields.items())
     return api.create_response(

@@ -59,7 +59,7 @@ class LockedScheduler(PersistentScheduler):
             beat_lock_key(), self._owner, nx=True, ex=LOCK_TTL_SECONDS
         ):
             holder = self._redis.get(beat_lock_key())
-            who = holder.decode() if holder else "another beat"
+            who = holder.decode() if isinstance(holder, bytes) else "another beat"
             log.error("beat.lock_held", holder=who)
             sys.exit(
                 f"celery beat: another beat ({who}) holds {beat_lock_key()}; exiting"

@@ -15,7 +15,7 @@ CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
 
 
-class ConsoleConsumer(AsyncJsonWebsocketConsumer):  # type: ignore[misc]
+class ConsoleConsumer(AsyncJsonWebsocketConsumer):
     """Accepts only signed-in users with the viewer permission."""
 
     async def connect(self) -> None:
@@ -41,7 +41,9 @@ class SessionConsumer(ConsoleConsumer):
     async def on_authenticated(self) -> None:
         user = self.scope["user"]
         roles = await roles_of(user)
-        await self.send_json({"type": "session", "user": user.get_username(), "roles": roles})
+        await self.send_json(
+            {"type": "session", "user": user.get_username(), "roles": roles}
+        )
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         if isinstance(content, dict) and content.get("type") == "ping":

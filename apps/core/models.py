@@ -1,3 +1,5 @@
+from datetime import datetime
+
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
@@ -42,7 +44,7 @@ class ApiToken(models.Model):
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.name})"
 
-    def is_active(self, *, now: "timezone.datetime | None" = None) -> bool:
+    def is_active(self, *, now: datetime | None = None) -> bool:
         now = now or timezone.now()
         return self.revoked_at is None and (
             self.expires_at is None or self.expires_at > now

@@ -47,7 +47,10 @@ def test_check_deploy__production_settings__no_issues():
         ({"DATABASE_URL": "mysql://x@h/db"}, "DATABASE_URL: scheme must be one of"),
         ({"DATABASE_URL": ""}, "DATABASE_URL is not set"),
         ({"REDIS_URL": "redis://h:notaport/0"}, "REDIS_URL: the port is not a number"),
-        ({"OPSCONSOLE_DB_POOL_MAX": "lots"}, "OPSCONSOLE_DB_POOL_MAX='lots' is not an integer"),
+        (
+            {"OPSCONSOLE_DB_POOL_MAX": "lots"},
+            "OPSCONSOLE_DB_POOL_MAX='lots' is not an integer",
+        ),
         ({"OPSCONSOLE_LOG_FORMAT": "xml"}, "must be console or json"),
     ],
 )

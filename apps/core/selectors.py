@@ -1,0 +1,73 @@
+"""Reads of the core app: users, API tokens and the audit log."""
+
+from datetime import datetime
+
+from django.contrib.auth.models import User
+from django.db.models import Case, CharField, QuerySet, Value, When
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from apps.core.exceptions import NotFound
+from apps.core.models import ApiToken, AuditEvent
+
+STATUS_ACTIVE = "active"
+STATUS_EXPIRED = "expired"
+STATUS_REVOKED = "revoked"
+TOKEN_STATUS_CHOICES = (STATUS_ACTIVE, STATUS_EXPIRED, STATUS_REVOKED)
+
+
+def user_get(*, username: str) -> User:
+    """The user called ``username``, else NotFound."""
+    user = User.objects.filter(username=username).first()
+    if user is None:
+        raise NotFound(f"Unknown user {username!r}.", code="user_not_found")
+    return user
+
+
+def token_status(token: ApiToken, *, now: datetime | None = None) -> str:
+    """``revoked``, ``expired`` or ``active`` (the same rule as ``token_list``)."""
+    if token.revoked_at is not None:
+        return STATUS_REVOKED
+    now = now or timezone.now()
+    return (
+        STATUS_EXPIRED
+        if token.expires_at and token.expires_at <= now
+        else STATUS_ACTIVE
+    )
+
+
+def token_list(*, user: User | None = None) -> QuerySet[ApiToken]:
+    """Tokens of ``user`` (everyone's when None), newest first, with ``status``."""
+    status = Case(
+        When(revoked_at__isnull=False, then=Value(STATUS_REVOKED)),
+        When(expires_at__lte=Now(), then=Value(STATUS_EXPIRED)),
+        default=Value(STATUS_ACTIVE),
+        output_field=CharField(),
+    )
+    tokens = ApiToken.objects.select_related("user").annotate(status=status)
+    return tokens if user is None else tokens.filter(user=user)
+
+
+def token_get(*, prefix: str, user: User | None = None) -> ApiToken:
+    """The token with ``prefix`` (only among ``user``'s when given), else NotFound."""
+    token = token_list(user=user).filter(prefix=prefix).first()
+    if token is None:
+        raise NotFound(f"No API token {prefix!r}.", code="token_not_found")
+    return token
+
+
+def audit_list(
+    *,
+    action: str | None = None,
+    target_type: str | None = None,
+    since: datetime | None = None,
+) -> QuerySet[AuditEvent]:
+    """Audit events, newest first, by exact action / target type and a start time."""
+    events = AuditEvent.objects.order_by("-occurred_at", "-id")
+    if action:
+        events = events.filter(action=action)
+    if target_type:
+        events = events.filter(target_type=target_type)
+    if since is not None:
+        events = events.filter(occurred_at__gte=since)
+    return events
