@@ -1,4 +1,6 @@
-"""Core REST endpoints under /api/v1/: who am I, API tokens, the audit log."""
+"""Core REST endpoints under /api/v1/: who am I, API tokens, the audit log, self-test."""
+
+from uuid import UUID
 
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -13,12 +15,20 @@ from apps.core.schemas import (
     AuditFilter,
     AuditOut,
     MeOut,
+    SelftestOut,
+    SelftestStartedOut,
     TokenCreatedOut,
     TokenIn,
     TokenOut,
 )
-from apps.core.selectors import audit_list, token_get, token_list
-from apps.core.services import token_create, token_revoke
+from apps.core.selectors import (
+    SelftestStatus,
+    audit_list,
+    selftest_get,
+    token_get,
+    token_list,
+)
+from apps.core.services import selftest_request, token_create, token_revoke
 
 router = Router(tags=["console"])
 
@@ -87,3 +97,21 @@ def audit(request: HttpRequest, filters: Query[AuditFilter]) -> QuerySet[AuditEv
     return audit_list(
         action=filters.action, target_type=filters.target_type, since=filters.since
     )
+
+
+@router.post("/system/selftest", response={202: SelftestStartedOut})
+def selftest_start(request: HttpRequest) -> Status[SelftestStartedOut]:
+    """Send a task through the broker to a worker that writes to the database."""
+    principal = require_scope(request, Scope.WRITE)
+    require_perm(request, "core.run_selftest")
+    task_id = selftest_request(actor=principal.user, source=AuditEvent.Source.API)
+    url = request.build_absolute_uri(f"{request.path}/{task_id}")
+    return Status(202, SelftestStartedOut(task_id=task_id, status_url=url))
+
+
+@router.get("/system/selftest/{task_id}", response=SelftestOut)
+def selftest_status(request: HttpRequest, task_id: UUID) -> SelftestStatus:
+    """Where a self-test stands; ``pending`` until a worker has run it."""
+    require_scope(request, Scope.READ)
+    require_perm(request, "core.view_console")
+    return selftest_get(task_id=str(task_id))

@@ -88,6 +88,7 @@ class AuditEvent(models.Model):
         indexes = [models.Index(fields=["target_type", "target_id", "-occurred_at"])]
         permissions = [
             ("view_console", "Can view the operations console"),
+            ("run_selftest", "Can run the worker self-test"),
         ]
 
     def __str__(self) -> str:

@@ -75,3 +75,17 @@ class AuditOut(Schema):
     after: dict[str, Any] | None
     reason: str
     trace_id: str
+
+
+class SelftestStartedOut(Schema):
+    task_id: str
+    status_url: str
+
+
+class SelftestOut(Schema):
+    task_id: str
+    status: str = Field(..., description="pending, succeeded or failed")
+    worker: str | None = None
+    trace_id: str | None = Field(None, description="The trace id the worker ran under.")
+    queue_latency_ms: float | None = None
+    error: str | None = None

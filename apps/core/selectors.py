@@ -1,7 +1,10 @@
-"""Reads of the core app: users, API tokens and the audit log."""
+"""Reads of the core app: users, API tokens, the audit log and worker self-tests."""
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
+from celery.result import AsyncResult
 from django.contrib.auth.models import User
 from django.db.models import Case, CharField, QuerySet, Value, When
 from django.db.models.functions import Now
@@ -71,3 +74,26 @@ def audit_list(
     if since is not None:
         events = events.filter(occurred_at__gte=since)
     return events
+
+
+@dataclass(frozen=True, slots=True)
+class SelftestStatus:
+    task_id: str
+    status: str
+    worker: str | None = None
+    trace_id: str | None = None
+    queue_latency_ms: float | None = None
+    error: str | None = None
+
+
+def selftest_get(*, task_id: str) -> SelftestStatus:
+    """Where a self-test stands: pending (also: unknown or expired), succeeded, failed."""
+    result: AsyncResult[dict[str, Any]] = AsyncResult(task_id)
+    if result.successful():
+        report = cast(dict[str, Any], result.result)
+        return SelftestStatus(task_id=task_id, status="succeeded", **report)
+    if result.failed():
+        return SelftestStatus(
+            task_id=task_id, status="failed", error=type(result.result).__name__
+        )
+    return SelftestStatus(task_id=task_id, status="pending")

@@ -4,10 +4,13 @@ import hashlib
 import re
 import secrets
 import string
+import time
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -291,3 +294,45 @@ def _log_on_commit(event: str, token: ApiToken) -> None:
     transaction.on_commit(
         lambda: log.info(event, token_id=token_id, user_id=user_id, prefix=token.prefix)
     )
+
+
+SELFTEST_TASK = "core.selftest"
+
+
+def selftest_request(*, actor: User, source: AuditEvent.Source) -> str:
+    """Send a self-test through broker, worker and database; returns its task id."""
+    task_id = str(uuid.uuid4())
+    requested_at = time.time()
+    with transaction.atomic():
+        audit_record(
+            actor=actor,
+            action="system.selftest_requested",
+            source=source,
+            after={"task_id": task_id},
+        )
+        transaction.on_commit(
+            lambda: current_app.send_task(
+                SELFTEST_TASK, args=[requested_at], task_id=task_id
+            )
+        )
+    return task_id
+
+
+def selftest_complete(
+    *, task_id: str, requested_at: float, worker: str
+) -> dict[str, Any]:
+    """Record, in the worker, that the self-test arrived; its report is the task result."""
+    report = {
+        "worker": worker,
+        "trace_id": current_trace_id(),
+        "queue_latency_ms": round((time.time() - requested_at) * 1000, 1),
+    }
+    with transaction.atomic():
+        audit_record(
+            actor=None,
+            action="system.selftest_completed",
+            source=AuditEvent.Source.TASK,
+            after={"task_id": task_id, **report},
+        )
+    log.info("selftest.completed", **report)
+    return report
