@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "channels",
     "apps.core",
+    "apps.live",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,76 @@
+"""Publish a domain change to every web process (ARCHITECTURE flow 6).
+
+Each message carries a per-topic sequence number from Redis (so a client can see a
+gap and ask for a snapshot) and the trace id of its cause. It goes out on one Redis
+pub/sub channel that each web process subscribes to once. Live state is best effort:
+when Redis is unreachable the message is dropped and counted in the log; clients
+resync from a snapshot, which is built from the database.
+"""
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from functools import cache
+from typing import Any
+
+import redis
+import structlog
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+
+from apps.core.trace import current_trace_id
+
+log = structlog.get_logger(__name__)
+
+TOPICS = frozenset(
+    {
+        "components",
+        "breakers",
+        "flags",
+        "healing",
+        "queues",
+        "workers",
+        "events",
+        "metrics",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveMessage:
+    topic: str
+    seq: int
+    key: str
+    payload: dict[str, Any]
+    trace_id: str
+    at: float
+
+
+def channel() -> str:
+    return f"{settings.OPSCONSOLE_REDIS_PREFIX}live"
+
+
+def _seq_key(topic: str) -> str:
+    return f"{settings.OPSCONSOLE_REDIS_PREFIX}live:seq:{topic}"
+
+
+@cache
+def _client(url: str) -> "redis.Redis[bytes]":
+    return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+
+
+def publish(
+    topic: str, payload: dict[str, Any], *, key: str = ""
+) -> LiveMessage | None:
+    """Send ``payload`` on ``topic``; call after the transaction commits."""
+    if topic not in TOPICS:
+        raise ValueError(f"unknown live topic {topic!r}")
+    client = _client(settings.REDIS_URL)
+    try:
+        seq = int(client.incr(_seq_key(topic)))
+        message = LiveMessage(topic, seq, key, payload, current_trace_id(), time.time())
+        client.publish(channel(), json.dumps(asdict(message), cls=DjangoJSONEncoder))
+    except redis.RedisError as exc:
+        log.warning("live.publish_failed", topic=topic, key=key, error=str(exc))
+        return None
+    return message
