@@ -64,6 +64,15 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def _wait_gone(pid: int, *, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def _read_pid(path: Path) -> int | None:
     try:
         return int(path.read_text().split()[0])
@@ -86,8 +95,8 @@ class EmbeddedPostgres:
 
         return str(POSTGRES_BIN_PATH / name)
 
-    def _run_as(self) -> dict[str, str]:
-        return {"user": PG_OS_USER} if os.geteuid() == 0 else {}
+    def _os_user(self) -> str | None:
+        return PG_OS_USER if os.geteuid() == 0 else None
 
     def _pg_ctl(
         self, *args: str, timeout: float = 30
@@ -98,7 +107,7 @@ class EmbeddedPostgres:
             text=True,
             timeout=timeout,
             check=False,
-            **self._run_as(),  # type: ignore[arg-type]
+            user=self._os_user(),
         )
 
     def _prepare(self) -> None:
@@ -111,6 +120,8 @@ class EmbeddedPostgres:
             )
 
             entry = ensure_user_exists(PG_OS_USER)
+            if entry is None:
+                raise EmbeddedServerError(f"cannot create the OS user {PG_OS_USER}")
             ensure_prefix_permissions(self.data_dir)
             ensure_prefix_permissions(POSTGRES_BIN_PATH)
             shutil.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
@@ -132,7 +143,7 @@ class EmbeddedPostgres:
             text=True,
             timeout=120,
             check=False,
-            **self._run_as(),  # type: ignore[arg-type]
+            user=self._os_user(),
         )
         if result.returncode != 0:
             raise EmbeddedServerError(
@@ -185,22 +196,45 @@ class EmbeddedPostgres:
         except OSError:
             return ""
 
+    def pid(self) -> int | None:
+        """The postmaster's pid while the server runs."""
+        return _read_pid(self.data_dir / "postmaster.pid")
+
     def stop(self) -> None:
         """Fast shutdown: roll back open transactions, checkpoint, exit."""
-        if (self.data_dir / "postmaster.pid").exists():
-            self._pg_ctl("-w", "-m", "fast", "stop", timeout=30)
+        pid = self.pid()
+        if pid is None:
+            return
+        result = self._pg_ctl("-w", "-m", "fast", "stop", timeout=30)
+        if result.returncode == 0 or not _alive(pid):
+            return
+        # pg_ctl runs as the postgres OS user, which loses its way to the data
+        # directory when a parent is closed to it (pytest re-chmods its temp root to
+        # 0700); SIGINT from here is the same fast shutdown.
+        os.kill(pid, signal.SIGINT)
+        if not _wait_gone(pid, timeout=20):
+            raise EmbeddedServerError(
+                f"PostgreSQL (pid {pid}) did not stop: {_last_line(result.stderr)}"
+            )
 
     def ensure_database(self, name: str) -> None:
         """Create database ``name`` unless it exists."""
         import psycopg
         from psycopg import sql
 
-        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
-            exists = conn.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
-            ).fetchone()
-            if not exists:
-                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
+                exists = conn.execute(
+                    "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+                ).fetchone()
+                if not exists:
+                    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+                    conn.execute(create)
+        except psycopg.Error as exc:
+            raise EmbeddedServerError(
+                f"PostgreSQL on {HOST}:{self.port}: cannot create database {name}: "
+                f"{_last_line(str(exc))}"
+            ) from exc
 
 
 @dataclass

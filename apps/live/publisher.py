@@ -55,7 +55,7 @@ def _seq_key(topic: str) -> str:
 
 
 @cache
-def _client(url: str) -> "redis.Redis[bytes]":
+def _client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
 
 
