@@ -46,6 +46,7 @@ class LockedScheduler(PersistentScheduler):
         self._redis = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
         self._owner = f"{socket.gethostname()}:{os.getpid()}"
         self._renewed_at = 0.0
+        self._holds_lock = False
         super().__init__(*args, **kwargs)
 
     def setup_schedule(self) -> None:
@@ -64,6 +65,7 @@ class LockedScheduler(PersistentScheduler):
             sys.exit(
                 f"celery beat: another beat ({who}) holds {beat_lock_key()}; exiting"
             )
+        self._holds_lock = True
         log.info("beat.lock_acquired", owner=self._owner)
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
@@ -94,5 +96,8 @@ class LockedScheduler(PersistentScheduler):
 
     def close(self) -> None:
         super().close()
-        self._redis.eval(_RELEASE, 1, beat_lock_key(), self._owner)
-        log.info("beat.lock_released", owner=self._owner)
+        # Celery calls close() once from the loop and again at exit.
+        if self._holds_lock:
+            self._holds_lock = False
+            self._redis.eval(_RELEASE, 1, beat_lock_key(), self._owner)
+            log.info("beat.lock_released", owner=self._owner)
