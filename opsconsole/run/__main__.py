@@ -1,0 +1,5 @@
+import sys
+
+from opsconsole.run.runner import main
+
+sys.exit(main())
