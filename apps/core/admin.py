@@ -8,6 +8,7 @@ from django.contrib.auth.models import User
 from django.db.models import Field, ForeignKey, Model, QuerySet
 from django.http import HttpRequest
 
+from apps.core.admin_actions import action_with_reason
 from apps.core.exceptions import Conflict, ValidationFailed
 from apps.core.models import ApiToken, AuditEvent, Scope
 from apps.core.selectors import TOKEN_STATUS_CHOICES, token_list
@@ -136,24 +137,31 @@ class ApiTokenAdmin(admin.ModelAdmin):
             "it will not be shown again.",
         )
 
-    @admin.action(description="Revoke selected tokens", permissions=["change"])
-    def revoke_selected(
-        self, request: HttpRequest, queryset: QuerySet[ApiToken]
-    ) -> None:
-        revoked = skipped = 0
-        for token in queryset:
-            try:
-                token_revoke(
-                    token=token,
-                    actor=request.user,  # type: ignore[arg-type]
-                    source=AuditEvent.Source.ADMIN,
-                )
-                revoked += 1
-            except Conflict:
-                skipped += 1
-        self.message_user(
-            request, f"Revoked {revoked} token(s); {skipped} already revoked."
-        )
+    revoke_selected = action_with_reason(
+        name="revoke_selected",
+        description="Revoke selected tokens",
+        permissions=["change"],
+        reason_required=False,
+        perform=lambda admin, request, queryset, reason: _revoke(
+            request, queryset, reason
+        ),
+    )
+
+
+def _revoke(request: HttpRequest, queryset: QuerySet[ApiToken], reason: str) -> str:
+    revoked = skipped = 0
+    for token in queryset:
+        try:
+            token_revoke(
+                token=token,
+                actor=request.user,  # type: ignore[arg-type]
+                source=AuditEvent.Source.ADMIN,
+                reason=reason,
+            )
+            revoked += 1
+        except Conflict:
+            skipped += 1
+    return f"Revoked {revoked} token(s); {skipped} already revoked."
 
 
 def _copy_state(source: Model, target: Model) -> None:

@@ -68,12 +68,28 @@ def test_token_add__viewer__forbidden(client):
     assert client.get(ADD_URL).status_code == 403
 
 
-def revoke_via_action(client, token):
+def revoke_via_action(client, token, reason="leaked in a ticket"):
+    """The two steps: choose the action, then confirm on the reason page."""
+    chosen = {"action": "revoke_selected", ACTION_CHECKBOX_NAME: [token.pk]}
+    confirmation = client.post(TOKENS_URL, chosen)
+    assert confirmation.status_code == 200
+    assert 'name="reason"' in confirmation.content.decode()
     return client.post(
-        TOKENS_URL,
-        {"action": "revoke_selected", ACTION_CHECKBOX_NAME: [token.pk]},
-        follow=True,
+        TOKENS_URL, {**chosen, "confirm": "yes", "reason": reason}, follow=True
     )
+
+
+def test_revoke_action__not_confirmed__shows_reason_page_and_changes_nothing(client):
+    signed_in(client, role="operator")
+    token, _ = make_token()
+    response = client.post(
+        TOKENS_URL, {"action": "revoke_selected", ACTION_CHECKBOX_NAME: [token.pk]}
+    )
+    assert response.status_code == 200
+    assert str(token) in response.content.decode()
+    token.refresh_from_db()
+    assert token.revoked_at is None
+    assert not AuditEvent.objects.filter(action="token.revoked").exists()
 
 
 def test_revoke_action__operator__revokes_and_audits(client):
@@ -83,7 +99,9 @@ def test_revoke_action__operator__revokes_and_audits(client):
     token.refresh_from_db()
     assert token.revoked_at is not None
     assert "Revoked 1 token(s); 0 already revoked." in response.content.decode()
-    assert AuditEvent.objects.get(action="token.revoked").actor == operator
+    event = AuditEvent.objects.get(action="token.revoked")
+    assert event.actor == operator
+    assert event.reason == "leaked in a ticket"
 
 
 def test_revoke_action__already_revoked__counted_not_failed(client):
@@ -100,7 +118,14 @@ def test_revoke_action__viewer__not_offered_and_not_revoked(client):
     listing = client.get(TOKENS_URL)
     assert listing.status_code == 200
     assert "revoke_selected" not in listing.content.decode()
-    revoke_via_action(client, token)
+    forged = {
+        "action": "revoke_selected",
+        ACTION_CHECKBOX_NAME: [token.pk],
+        "confirm": "yes",
+        "reason": "x",
+    }
+    response = client.post(TOKENS_URL, forged)
+    assert 'name="reason"' not in response.content.decode()
     token.refresh_from_db()
     assert token.revoked_at is None
 
