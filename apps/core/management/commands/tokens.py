@@ -1,14 +1,13 @@
 """``manage.py tokens create|list|revoke``: API tokens from the shell (audited as cli)."""
 
-import csv
-import json
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
+from apps.core.cli import add_format_argument, iso, render_rows
 from apps.core.exceptions import OpsError
 from apps.core.models import ApiToken, AuditEvent
 from apps.core.selectors import token_get, token_list, token_status, user_get
@@ -38,12 +37,7 @@ class Command(BaseCommand):
         create.add_argument("--name", default="cli")
         listing = sub.add_parser("list", help="List tokens (never their secrets).")
         listing.add_argument("--user", default=None)
-        listing.add_argument(
-            "--format",
-            dest="output_format",
-            choices=["table", "json", "csv"],
-            default="table",
-        )
+        add_format_argument(listing)
         revoke = sub.add_parser("revoke", help="Revoke the token with this prefix.")
         revoke.add_argument("prefix")
         revoke.add_argument("--reason", default="")
@@ -85,16 +79,9 @@ class Command(BaseCommand):
     def _list(self, *, user: str | None, output_format: str, **_: Any) -> None:
         owner = user_get(username=user) if user else None
         rows = [_row(token) for token in token_list(user=owner)]
-        if output_format == "json":
-            self.stdout.write(json.dumps(rows, indent=2))
-        elif output_format == "csv":
-            writer = csv.DictWriter(
-                self.stdout, fieldnames=COLUMNS, lineterminator="\n"
-            )
-            writer.writeheader()
-            writer.writerows(rows)
-        else:
-            self.stdout.write(_table(rows))
+        self.stdout.write(
+            render_rows(rows, columns=COLUMNS, output_format=output_format)
+        )
 
     def _revoke(self, *, prefix: str, reason: str, **_: Any) -> None:
         token = token_revoke(
@@ -114,18 +101,7 @@ def _row(token: ApiToken) -> dict[str, str]:
         "user": token.user.get_username(),
         "scopes": ",".join(token.scopes),
         "status": token_status(token),
-        "created_at": _iso(token.created_at),
-        "expires_at": _iso(token.expires_at),
-        "last_used_at": _iso(token.last_used_at),
+        "created_at": iso(token.created_at),
+        "expires_at": iso(token.expires_at),
+        "last_used_at": iso(token.last_used_at),
     }
-
-
-def _iso(moment: datetime | None) -> str:
-    return moment.isoformat(timespec="seconds") if moment else ""
-
-
-def _table(rows: list[dict[str, str]]) -> str:
-    widths = {col: max([len(col), *(len(row[col]) for row in rows)]) for col in COLUMNS}
-    lines = ["  ".join(col.ljust(widths[col]) for col in COLUMNS)]
-    lines += ["  ".join(row[col].ljust(widths[col]) for col in COLUMNS) for row in rows]
-    return "\n".join(line.rstrip() for line in lines)
