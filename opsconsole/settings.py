@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "channels",
     "apps.core",
     "apps.live",
+    "apps.flags",
 ]
 
 MIDDLEWARE = [
@@ -203,6 +204,7 @@ OPSCONSOLE_PROBE_TIMEOUT = (
     env_int("OPSCONSOLE_PROBE_TIMEOUT_MS", 1000, minimum=50) / 1000
 )
 OPSCONSOLE_TOKEN_TOUCH_SECONDS = 60
+OPSCONSOLE_LIVE_QUEUE_MAX = env_int("OPSCONSOLE_LIVE_QUEUE_MAX", 256, minimum=4)
 
 # --- Logging: JSON lines in production, readable in development --------------
 LOG_LEVEL = env_str("OPSCONSOLE_LOG_LEVEL", "INFO") or "INFO"

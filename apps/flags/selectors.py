@@ -1,0 +1,61 @@
+"""Reads of the flags app."""
+
+from typing import Any
+
+from django.db.models import Count, Max, QuerySet, Sum
+
+from apps.core.exceptions import NotFound
+from apps.flags.models import Flag, FlagVersion, Segment
+from apps.flags.specs import flag_spec, segment_spec
+
+
+def flag_get(*, key: str) -> Flag:
+    """One flag by key; NotFound when there is none."""
+    flag = Flag.objects.filter(key=key).first()
+    if flag is None:
+        raise NotFound(f"no flag {key!r}", extra={"key": key})
+    return flag
+
+
+def flag_list(*, include_archived: bool = False, tag: str = "") -> QuerySet[Flag]:
+    """Flags by key, without archived ones unless asked."""
+    flags = Flag.objects.all()
+    if not include_archived:
+        flags = flags.filter(archived=False)
+    return flags.filter(tags__contains=[tag]) if tag else flags
+
+
+def flag_history(*, key: str) -> QuerySet[FlagVersion]:
+    """The versions of a flag, newest first."""
+    return FlagVersion.objects.filter(flag__key=key).select_related("actor")
+
+
+def flag_version_get(*, key: str, version: int) -> FlagVersion:
+    """One version of a flag; NotFound when there is none."""
+    found = flag_history(key=key).filter(version=version).first()
+    if found is None:
+        raise NotFound(f"flag {key!r} has no version {version}")
+    return found
+
+
+def flag_specs_all() -> list[dict[str, Any]]:
+    """Every flag (archived too) as its JSON spec."""
+    return [flag_spec(flag) for flag in Flag.objects.order_by("key")]
+
+
+def segment_specs_all() -> list[dict[str, Any]]:
+    """Every segment as its JSON spec."""
+    return [segment_spec(segment) for segment in Segment.objects.order_by("key")]
+
+
+def flags_state_version() -> str:
+    """A fingerprint of the flag set in PostgreSQL; changes with every flag write."""
+    flags = Flag.objects.aggregate(
+        n=Count("id"), v=Sum("version"), at=Max("updated_at")
+    )
+    segments = Segment.objects.aggregate(n=Count("id"), at=Max("updated_at"))
+    parts = (flags["n"], flags["v"] or 0, flags["at"], segments["n"], segments["at"])
+    return ".".join(
+        str(int(p.timestamp() * 1e6)) if hasattr(p, "timestamp") else str(p or 0)
+        for p in parts
+    )

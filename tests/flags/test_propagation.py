@@ -1,0 +1,157 @@
+import sys
+import time
+
+import pytest
+
+import apps.flags as flags
+from apps.core.models import AuditEvent
+from apps.flags import snapshot as snapshot_module
+from apps.flags.services import flag_create, flag_toggle
+from apps.flags.snapshot import SnapshotCache
+from opsconsole.embedded import EmbeddedValkey, free_port
+from tests.flags.builders import flag_data
+from tests.procs import Proc, child_env, wait_until
+
+API = AuditEvent.Source.API
+
+# A second process evaluating in a loop and printing each value it sees.
+EVALUATOR = """
+import time
+import apps.flags as flags
+last = None
+while True:
+    value = flags.is_enabled("checkout")
+    if value != last:
+        print("value", value, time.time(), flush=True)
+        last = value
+    time.sleep(0.005)
+"""
+
+
+def _seen(proc: Proc, value: bool) -> float | None:
+    for line in proc.output().splitlines():
+        parts = line.split()
+        if parts[:2] == ["value", str(value)]:
+            return float(parts[2])
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_flag_toggle__other_process_evaluating__sees_new_value_within_a_second(
+    tmp_path,
+):
+    flag_create(key="checkout", data=flag_data(), actor=None, reason="", source=API)
+    proc = Proc(
+        "evaluator",
+        [sys.executable, "manage.py", "shell", "-c", EVALUATOR],
+        child_env(OPSCONSOLE_DB_POOL="false"),
+        tmp_path / "evaluator.log",
+    )
+    try:
+        wait_until(lambda: _seen(proc, True), timeout=60, what="first evaluation")
+        # The subscriber thread starts with the first evaluation; give it its subscribe.
+        wait_until(
+            lambda: _subscribers() >= 1, timeout=10, what="the evaluator's subscription"
+        )
+        changed_at = time.time()
+        flag_toggle(key="checkout", enabled=False, actor=None, reason="", source=API)
+
+        seen_at = wait_until(
+            lambda: _seen(proc, False), timeout=10, what=f"new value:\n{proc.output()}"
+        )
+    finally:
+        proc.stop()
+    assert seen_at - changed_at < 1.0
+
+
+def _subscribers() -> int:
+    import redis
+    from django.conf import settings
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        counts = client.pubsub_numsub(snapshot_module.invalidation_channel())
+    finally:
+        client.close()
+    return int(counts[0][1]) if counts else 0
+
+
+@pytest.mark.fault
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_snapshot__redis_stopped__serves_last_snapshot_degraded_and_polls_database(
+    client, settings, monkeypatch, tmp_path
+):
+    valkey = EmbeddedValkey(tmp_path / "valkey", free_port())
+    valkey.start()
+    settings.REDIS_URL = valkey.url
+    flag_create(key="checkout", data=flag_data(), actor=None, reason="", source=API)
+    reader = SnapshotCache(poll_seconds=0.2)
+    monkeypatch.setattr(snapshot_module, "cache", reader)
+    try:
+        assert reader.current().evaluate("checkout", {}).value is True
+        wait_until(lambda: _subscribers() == 1, timeout=10, what="subscription")
+        valkey.stop()
+
+        wait_until(lambda: reader.health().degraded, timeout=10, what="degraded")
+        assert reader.current().evaluate("checkout", {}).value is True
+        flags_check = client.get("/readyz").json()["checks"]["flags"]
+        assert (flags_check["status"], bool(flags_check["error"])) == ("warn", True)
+
+        # Written by "another process": this one only learns of it by polling.
+        monkeypatch.setattr(snapshot_module, "cache", SnapshotCache())
+        flag_toggle(key="checkout", enabled=False, actor=None, reason="", source=API)
+        wait_until(
+            lambda: reader.current().evaluate("checkout", {}).value is False,
+            timeout=10,
+            what="the polled change",
+        )
+
+        valkey.start()
+        wait_until(lambda: not reader.health().degraded, timeout=15, what="recovery")
+    finally:
+        reader.stop()
+        valkey.stop()
+
+
+@pytest.mark.fault
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_snapshot__process_starts_with_redis_down__loads_from_postgresql(settings):
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    flag_create(key="checkout", data=flag_data(), actor=None, reason="", source=API)
+    cache = SnapshotCache(poll_seconds=0.2)
+    try:
+        assert cache.current().evaluate("checkout", {}).value is True
+        health = wait_until(
+            lambda: cache.health() if cache.health().degraded else None,
+            timeout=10,
+            what="degraded",
+        )
+    finally:
+        cache.stop()
+    assert health.loaded
+    assert "ConnectionError" in health.reason
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+async def test_snapshot__first_evaluation_inside_event_loop__loads_without_error(
+    monkeypatch,
+):
+    from asgiref.sync import sync_to_async
+    from django.db import connection
+
+    def create() -> None:
+        try:
+            flag_create(
+                key="checkout", data=flag_data(), actor=None, reason="", source=API
+            )
+        finally:
+            connection.close()  # the executor thread outlives the test
+
+    await sync_to_async(create)()
+    cache = SnapshotCache(poll_seconds=0.2)
+    monkeypatch.setattr(snapshot_module, "cache", cache)
+    try:
+        assert flags.is_enabled("checkout") is True
+    finally:
+        cache.stop()
