@@ -14,5 +14,18 @@ app = Celery("opsconsole")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-BEAT_SCHEDULE: dict[str, dict[str, Any]] = {}
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    # Flow 1: claim due components and enqueue their check batches. A tick nobody
+    # picked up within 5 s is dropped; the next one claims the same work.
+    "components.dispatch_due": {
+        "task": "components.dispatch_due",
+        "schedule": 1.0,
+        "options": {"expires": 5},
+    },
+    # Delete raw health results past their retention, in bounded batches.
+    "components.results_prune": {
+        "task": "components.results_prune",
+        "schedule": 3600.0,
+    },
+}
 app.conf.beat_schedule = BEAT_SCHEDULE

@@ -34,6 +34,7 @@ INSTALLED_APPS = [
     "channels",
     "apps.core",
     "apps.live",
+    "apps.components",
     "apps.flags",
 ]
 

@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class ComponentsConfig(AppConfig):
+    name = "apps.components"
+    label = "components"
+    verbose_name = "Components"
+
+    def ready(self) -> None:
+        from django.utils.module_loading import autodiscover_modules
+
+        # Apps register Python-callable checkers in a ``component_checks`` module.
+        autodiscover_modules("component_checks")

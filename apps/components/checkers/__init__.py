@@ -1,0 +1,22 @@
+"""Checkers, one module per kind, each ``async def check(config, timeout)``.
+
+``KINDS`` maps a component's kind to its config schema and check function.
+"""
+
+from apps.components.checkers import (
+    celery_workers,
+    command,
+    http,
+    postgres,
+    python,
+    redis,
+    tcp,
+)
+from apps.components.checkers.base import CheckerKind, CheckOutcome
+
+KINDS: dict[str, CheckerKind] = {
+    module.KIND.name: module.KIND
+    for module in (http, tcp, postgres, redis, command, celery_workers, python)
+}
+
+__all__ = ["KINDS", "CheckOutcome", "CheckerKind"]

@@ -1,0 +1,96 @@
+"""Reads of the components app."""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+from uuid import UUID
+
+from django.db.models import Q
+
+from apps.components.checkers import KINDS
+from apps.components.checkers.base import secret_fields
+from apps.components.checkers.runner import CheckJob
+from apps.components.models import Component, ComponentState, MaintenanceWindow
+from apps.components.state import DOWN
+from apps.core.exceptions import NotFound
+
+MASK = "********"
+
+
+def component_get(*, slug: str) -> Component:
+    """The component ``slug``, or NotFound."""
+    component = Component.objects.filter(slug=slug).first()
+    if component is None:
+        raise NotFound(f"No component {slug!r}.", code="component_not_found")
+    return component
+
+
+def component_config_public(*, component: Component) -> dict[str, Any]:
+    """The component's config with every secret field masked: safe to render."""
+    kind = KINDS.get(component.kind)
+    hidden = secret_fields(kind.config_model) if kind else frozenset()
+    return {
+        key: MASK
+        if key in hidden and value not in (None, "", {}, [])
+        else _public(value)
+        for key, value in component.config.items()
+    }
+
+
+def _public(value: Any) -> Any:
+    """``value`` with the password of a URL (``scheme://user:pass@host``) masked."""
+    if not isinstance(value, str) or "://" not in value:
+        return value
+    parts = urlsplit(value)
+    if not parts.password:
+        return value
+    netloc = parts.netloc.replace(f":{parts.password}@", f":{MASK}@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def check_jobs_for_claim(
+    *, component_ids: Iterable[int], claim_token: UUID
+) -> list[CheckJob]:
+    """The checks to run for the components still held under ``claim_token``."""
+    rows = Component.objects.filter(
+        id__in=list(component_ids), claim_token=claim_token
+    ).values_list("id", "kind", "config", "timeout_seconds", "retries")
+    return [CheckJob(*row) for row in rows]
+
+
+def component_ids_in_maintenance(
+    *, component_ids: Iterable[int], now: datetime
+) -> set[int]:
+    """Which of ``component_ids`` are inside a maintenance window at ``now``."""
+    windows = MaintenanceWindow.objects.filter(
+        Q(ends_at__isnull=True) | Q(ends_at__gt=now),
+        component_id__in=list(component_ids),
+        starts_at__lte=now,
+    )
+    return {window.component_id for window in windows if window.is_open(now)}
+
+
+@dataclass(frozen=True, slots=True)
+class DependencyView:
+    """The dependencies of some components, and which dependencies are down."""
+
+    edges: dict[int, frozenset[int]]
+    down: frozenset[int]
+
+
+def component_dependencies(*, component_ids: Iterable[int]) -> DependencyView:
+    """Each component's dependencies, with the ones that are down now."""
+    edges: dict[int, set[int]] = {}
+    for source, target in Component.depends_on.through.objects.filter(
+        from_component_id__in=list(component_ids)
+    ).values_list("from_component_id", "to_component_id"):
+        edges.setdefault(source, set()).add(target)
+    targets = set().union(*edges.values()) if edges else set()
+    down = ComponentState.objects.filter(
+        component_id__in=targets, state__in=DOWN
+    ).values_list("component_id", flat=True)
+    return DependencyView(
+        {source: frozenset(t) for source, t in edges.items()}, frozenset(down)
+    )

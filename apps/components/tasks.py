@@ -1,0 +1,35 @@
+"""Celery tasks of the components app: thin wrappers around services."""
+
+from datetime import timedelta
+from uuid import UUID
+
+from celery import shared_task
+from django.utils import timezone
+
+from apps.components.services import (
+    RUN_BATCH_TASK,
+    components_dispatch_due,
+    components_run_batch,
+    results_prune,
+)
+
+# Raw results are kept this long; longer statistics come from rollups (Metrics).
+RESULT_RETENTION = timedelta(days=35)
+
+
+@shared_task(name="components.dispatch_due", ignore_result=True)
+def dispatch_due() -> int:
+    return components_dispatch_due(now=timezone.now())
+
+
+# Not acks_late-sensitive: a redelivered batch finds its claim gone and does nothing.
+@shared_task(name=RUN_BATCH_TASK, ignore_result=True)
+def run_batch(component_ids: list[int], claim_token: str) -> int:
+    return components_run_batch(
+        component_ids=component_ids, claim_token=UUID(claim_token)
+    )
+
+
+@shared_task(name="components.results_prune", ignore_result=True)
+def prune_results() -> int:
+    return results_prune(older_than=timezone.now() - RESULT_RETENTION)

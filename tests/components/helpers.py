@@ -1,0 +1,88 @@
+"""Test helpers for components: a controllable HTTP target and component factories."""
+
+import asyncio
+import itertools
+import json
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from aiohttp import web
+
+from apps.components.models import Component
+from apps.components.services import component_create
+from apps.core.models import AuditEvent
+
+_numbers = itertools.count(1)
+
+
+class Target:
+    """An HTTP server in a thread of the test process; change its answers any time."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.delay = 0.0
+        self.body: Any = {"status": "ok", "checks": [{"ok": True}]}
+        self.hits: Counter[str] = Counter()
+        self.base_url = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.hits[request.path] += 1
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return web.Response(
+            status=self.status,
+            text=json.dumps(self.body),
+            content_type="application/json",
+        )
+
+    def url(self, path: str = "/") -> str:
+        return self.base_url + path
+
+
+@contextmanager
+def http_target() -> Iterator[Target]:
+    target = Target()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", target.handle)
+    runner = web.AppRunner(app)
+
+    async def start() -> int:
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        return int(runner.addresses[0][1])
+
+    port = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    target.base_url = f"http://127.0.0.1:{port}"
+    try:
+        yield target
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+
+
+def make_component(
+    *,
+    kind: str = "http",
+    config: dict[str, Any] | None = None,
+    slug: str | None = None,
+    **options: Any,
+) -> Component:
+    """A component made through ``component_create``, checking ``config``."""
+    number = next(_numbers)
+    return component_create(
+        name=f"Component {number}",
+        slug=slug or f"component-{number}",
+        kind=kind,
+        config=config if config is not None else {"url": "http://127.0.0.1:9/"},
+        actor=None,
+        source=AuditEvent.Source.SYSTEM,
+        **options,
+    )

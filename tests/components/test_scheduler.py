@@ -1,0 +1,131 @@
+"""The scheduler: claims, expiry, and real workers sharing and losing batches."""
+
+import os
+import signal
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from django.db.models import Count
+from django.utils import timezone
+
+from apps.components.models import Component, HealthResult
+from apps.components.services import components_dispatch_due, components_run_batch
+from tests.components.helpers import make_component
+from tests.procs import celery_worker, wait_until
+
+
+def _dispatch(capture, now, **kwargs):
+    """Dispatch without sending the batches; returns (claimed, batch args)."""
+    with capture(execute=False) as callbacks:
+        claimed = components_dispatch_due(now=now, **kwargs)
+    return claimed, callbacks
+
+
+@pytest.mark.django_db
+def test_dispatch__due_paused_and_future__only_due_claimed_once(
+    django_capture_on_commit_callbacks,
+):
+    now = timezone.now()
+    due = [make_component(next_check_at=now, interval_seconds=60) for _ in range(5)]
+    make_component(next_check_at=now, paused=True)
+    make_component(next_check_at=now + timedelta(seconds=30))
+    claimed, batches = _dispatch(django_capture_on_commit_callbacks, now, batch_size=2)
+    assert (claimed, len(batches)) == (5, 3)
+    assert _dispatch(django_capture_on_commit_callbacks, now)[0] == 0
+    for component in Component.objects.filter(pk__in=[c.pk for c in due]):
+        assert now + timedelta(seconds=60) <= component.next_check_at
+        assert component.next_check_at <= now + timedelta(seconds=66)
+        assert component.claimed_until == now + timedelta(seconds=10 + 10)
+
+
+@pytest.mark.django_db
+def test_dispatch__claim_expired__claimed_again_and_old_batch_does_nothing(
+    django_capture_on_commit_callbacks, target
+):
+    component = make_component(config={"url": target.url()}, timeout_seconds=1)
+    now = timezone.now()
+    _dispatch(django_capture_on_commit_callbacks, now)
+    old_token = Component.objects.get(pk=component.pk).claim_token
+    later = now + timedelta(seconds=12)
+    assert _dispatch(django_capture_on_commit_callbacks, later)[0] == 1
+    new_token = Component.objects.get(pk=component.pk).claim_token
+    assert new_token != old_token
+    assert (
+        components_run_batch(component_ids=[component.pk], claim_token=old_token) == 0
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        ran = components_run_batch(component_ids=[component.pk], claim_token=new_token)
+    assert ran == 1
+    assert (
+        components_run_batch(component_ids=[component.pk], claim_token=new_token) == 0
+    )
+    assert HealthResult.objects.filter(component=component).count() == 1
+    assert Component.objects.get(pk=component.pk).claimed_until is None
+
+
+def _results_per_component(components) -> Counter:
+    rows = (
+        HealthResult.objects.filter(component__in=components)
+        .values_list("component_id")
+        .annotate(n=Count("id"))
+    )
+    return Counter(dict(rows))
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_scheduler__two_workers_200_due__each_checked_once(target, tmp_path):
+    components = [
+        make_component(config={"url": target.url(f"/c/{n}")}, interval_seconds=3600)
+        for n in range(200)
+    ]
+    with (
+        celery_worker(tmp_path, name="share1") as first,
+        celery_worker(tmp_path, name="share2") as second,
+    ):
+        # Dispatch on every poll, as beat would: nothing may be claimed twice.
+        wait_until(
+            lambda: (
+                components_dispatch_due(now=timezone.now(), batch_size=10) >= 0
+                and sum(_results_per_component(components).values()) >= 200
+            ),
+            timeout=90,
+            what="200 results",
+        )
+        assert components_dispatch_due(now=timezone.now(), batch_size=10) == 0
+        logs = [first.output(), second.output()]
+    counts = _results_per_component(components)
+    assert set(counts.values()) == {1}
+    assert len(counts) == 200
+    assert set(target.hits.values()) == {1}
+    assert all("components.run_batch" in log for log in logs), "one worker idle"
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_scheduler__worker_killed_mid_batch__checks_run_again(target, tmp_path):
+    target.delay = 1.5
+    components = [
+        make_component(config={"url": target.url(f"/k/{n}")}, timeout_seconds=3)
+        for n in range(5)
+    ]
+    with celery_worker(tmp_path, name="doomed") as doomed:
+        assert components_dispatch_due(now=timezone.now()) == 5
+        wait_until(lambda: len(target.hits) == 5, timeout=30, what="batch in flight")
+        os.killpg(doomed.popen.pid, signal.SIGKILL)
+        doomed.popen.wait(10)
+    assert not HealthResult.objects.filter(component__in=components).exists()
+    assert components_dispatch_due(now=timezone.now()) == 0, "claim still held"
+    target.delay = 0
+    with celery_worker(tmp_path, name="rescuer"):
+        wait_until(
+            lambda: (
+                components_dispatch_due(now=timezone.now()) >= 0
+                and len(_results_per_component(components)) == 5
+            ),
+            timeout=60,
+            what="the lost checks to run again",
+        )
+    assert set(_results_per_component(components).values()) == {1}
+    assert set(target.hits.values()) == {2}
