@@ -13,6 +13,7 @@ from ninja.errors import ValidationError as NinjaValidationError
 from apps.core.api import router as core_router
 from apps.core.auth import API_AUTH
 from apps.core.exceptions import OpsError
+from apps.flags.api import router as flags_router
 
 api = NinjaAPI(
     title="opsconsole",
@@ -22,6 +23,7 @@ api = NinjaAPI(
     auth=API_AUTH,
 )
 api.add_router("/", core_router)
+api.add_router("/", flags_router)
 
 
 def error_body(

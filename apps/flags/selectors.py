@@ -38,6 +38,11 @@ def flag_version_get(*, key: str, version: int) -> FlagVersion:
     return found
 
 
+def segment_list() -> QuerySet[Segment]:
+    """Segments by key."""
+    return Segment.objects.order_by("key")
+
+
 def flag_specs_all() -> list[dict[str, Any]]:
     """Every flag (archived too) as its JSON spec."""
     return [flag_spec(flag) for flag in Flag.objects.order_by("key")]

@@ -191,6 +191,26 @@ def segment_upsert(
     return segment
 
 
+def flag_validate(
+    *, key: str, data: dict[str, Any], reason: str, creating: bool
+) -> None:
+    """Raise ValidationFailed with every error creating or changing ``key`` would cause.
+
+    Writes nothing and takes no lock: forms call it to show errors early; the write
+    itself validates again under the lock.
+    """
+    _check_fields(data, FLAG_FIELDS)
+    existing = Flag.objects.filter(key=key).first()
+    if creating and existing is not None:
+        raise ValidationFailed(fields={"key": ["a flag with this key exists"]})
+    if not creating and existing is None:
+        raise NotFound(f"no flag {key!r}", extra={"key": key})
+    before = flag_spec(existing) if existing else None
+    flag = existing or Flag(key=key)
+    flag_apply(flag, data)
+    _validate(flag, before, reason=reason)
+
+
 def _check_fields(data: dict[str, Any], allowed: tuple[str, ...]) -> None:
     unknown = sorted(set(data) - set(allowed))
     if unknown:
@@ -206,15 +226,7 @@ def _save(
     source: AuditEvent.Source,
     action: str,
 ) -> Flag:
-    proposed = flag_spec(flag)
-    others = [spec for spec in selectors.flag_specs_all() if spec["key"] != flag.key]
-    validate_flag_set(
-        [*others, proposed],
-        selectors.segment_specs_all(),
-        changed=[flag.key],
-        reason=reason,
-        before={flag.key: before} if before else None,
-    )
+    _validate(flag, before, reason=reason)
     now = timezone.now()
     flag.version = flag.version + 1 if before else 1
     flag.updated_at = now
@@ -235,6 +247,18 @@ def _save(
     )
     transaction.on_commit(lambda: _publish("flag", flag.key, after))
     return flag
+
+
+def _validate(flag: Flag, before: dict[str, Any] | None, *, reason: str) -> None:
+    proposed = flag_spec(flag)
+    others = [spec for spec in selectors.flag_specs_all() if spec["key"] != flag.key]
+    validate_flag_set(
+        [*others, proposed],
+        selectors.segment_specs_all(),
+        changed=[flag.key],
+        reason=reason,
+        before={flag.key: before} if before else None,
+    )
 
 
 def _full_clean(instance: models.Model) -> None:
