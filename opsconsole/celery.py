@@ -22,6 +22,13 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 1.0,
         "options": {"expires": 5},
     },
+    # Heartbeats: record a failure for each ping missing past its grace and each
+    # run going on past it. Every 5 s: grace times are minutes or more.
+    "components.heartbeats_evaluate": {
+        "task": "components.heartbeats_evaluate",
+        "schedule": 5.0,
+        "options": {"expires": 10},
+    },
     # Delete raw health results past their retention, in bounded batches.
     "components.results_prune": {
         "task": "components.results_prune",

@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from apps.core import probes
 from opsconsole.api import api
@@ -13,4 +13,6 @@ urlpatterns = [
     path("readyz", probes.readyz, name="readyz"),
     path("api/v1/", api.urls),
     path("admin/", admin.site.urls),
+    # Heartbeat pings: unauthenticated by design.
+    path("", include("apps.components.urls")),
 ]

@@ -1,5 +1,6 @@
 """Components, their current state, results, state changes and maintenance windows."""
 
+import uuid
 from datetime import datetime, timedelta
 
 from django.contrib.postgres.fields import ArrayField
@@ -21,6 +22,7 @@ class Kind(models.TextChoices):
     COMMAND = "command"
     CELERY_WORKERS = "celery_workers"
     PYTHON = "python"
+    HEARTBEAT = "heartbeat"
 
 
 class Status(models.TextChoices):
@@ -301,3 +303,45 @@ class MaintenanceWindow(models.Model):
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValidationError({"timezone": ["Unknown time zone."]}) from exc
+
+
+class Heartbeat(models.Model):
+    """The push side of a heartbeat component: its ping URL and what its pings said.
+
+    ``alert_after`` is the next instant the scheduler must look at it (a ping due by
+    then plus grace, or a started run's grace); empty while nothing can be late, as
+    before the first ping (Healthchecks' "new").
+    """
+
+    component = models.OneToOneField(
+        Component, on_delete=models.CASCADE, primary_key=True, related_name="heartbeat"
+    )
+    ping_uuid = models.UUIDField(unique=True, default=uuid.uuid4, editable=False)
+    last_ping_at = models.DateTimeField(null=True, blank=True)
+    last_start_at = models.DateTimeField(null=True, blank=True)
+    # The client's ``rid`` that pairs a start with its success or failure.
+    last_start_rid = models.UUIDField(null=True, blank=True)
+    last_duration = models.DurationField(null=True, blank=True)
+    expected_at = models.DateTimeField(null=True, blank=True)
+    alert_after = models.DateTimeField(null=True, blank=True)
+    # The current run was already reported as running too long.
+    long_run_reported = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["alert_after"],
+                condition=Q(alert_after__isnull=False),
+                name="heartbeat_alert_idx",
+            )
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(last_duration__isnull=True)
+                | Q(last_duration__gte=timedelta(0)),
+                name="heartbeat_duration_min",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.component_id} heartbeat"

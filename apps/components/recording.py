@@ -45,6 +45,28 @@ def results_record(
     }
     if not held:
         return []
+    transitions = _record(held, outcomes, now)
+    Component.objects.filter(id__in=held).update(claimed_until=None, claim_token=None)
+    return transitions
+
+
+@transaction.atomic
+def result_record_pushed(
+    *, component_id: int, outcome: CheckOutcome, now: datetime
+) -> list[Transition]:
+    """Write one outcome that was pushed, not claimed (a heartbeat); transitions."""
+    held = {
+        component.pk: component
+        for component in Component.objects.select_for_update().filter(pk=component_id)
+    }
+    return _record(held, {component_id: outcome}, now) if held else []
+
+
+def _record(
+    held: Mapping[int, Component],
+    outcomes: Mapping[int, CheckOutcome],
+    now: datetime,
+) -> list[Transition]:
     states = {
         state.component_id: state
         for state in ComponentState.objects.select_for_update()
@@ -74,7 +96,6 @@ def results_record(
     ComponentState.objects.bulk_create(missing)
     _states_save([s for s in states.values() if s not in missing])
     StateChange.objects.bulk_create(changes)
-    Component.objects.filter(id__in=held).update(claimed_until=None, claim_token=None)
     transaction.on_commit(lambda: _after_commit(transitions, states))
     return transitions
 

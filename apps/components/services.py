@@ -20,6 +20,8 @@ from apps.components.models import (
     Component,
     ComponentState,
     HealthResult,
+    Heartbeat,
+    Kind,
     MaintenanceWindow,
 )
 from apps.components.recording import results_record
@@ -57,14 +59,16 @@ def component_create(
     interval_seconds: int = 30,
     timeout_seconds: float = 10.0,
     retries: int = 0,
-    failure_threshold: int = 3,
-    success_threshold: int = 2,
+    failure_threshold: int | None = None,
+    success_threshold: int | None = None,
     enabled: bool = True,
     paused: bool = False,
     next_check_at: datetime | None = None,
     depends_on: Sequence[Component] = (),
 ) -> Component:
     """Register a component, validating its config against its kind's schema."""
+    # A heartbeat acts on its first missed or failed ping, as Healthchecks does.
+    pushed = kind == Kind.HEARTBEAT
     component = Component(
         name=name,
         slug=slug,
@@ -77,8 +81,8 @@ def component_create(
         interval_seconds=interval_seconds,
         timeout_seconds=timeout_seconds,
         retries=retries,
-        failure_threshold=failure_threshold,
-        success_threshold=success_threshold,
+        failure_threshold=failure_threshold or (1 if pushed else 3),
+        success_threshold=success_threshold or (1 if pushed else 2),
         enabled=enabled,
         paused=paused,
         next_check_at=next_check_at or timezone.now(),
@@ -86,6 +90,8 @@ def component_create(
     _full_clean(component)
     component.save()
     ComponentState.objects.create(component=component)
+    if pushed:
+        Heartbeat.objects.create(component=component)
     component.depends_on.set(depends_on)
     audit_record(
         actor=actor,
@@ -147,9 +153,14 @@ def components_dispatch_due(*, now: datetime, batch_size: int = 100) -> int:
 @transaction.atomic
 def _claim_batch(*, now: datetime, batch_size: int) -> int:
     # Due on schedule, or held by a claim that expired (its worker died).
-    due = Q(enabled=True, paused=False) & (
-        Q(next_check_at__lte=now, claimed_until__isnull=True)
-        | Q(claimed_until__lte=now)
+    # Heartbeats are pushed: the heartbeat evaluator watches them instead.
+    due = (
+        Q(enabled=True, paused=False)
+        & ~Q(kind=Kind.HEARTBEAT)
+        & (
+            Q(next_check_at__lte=now, claimed_until__isnull=True)
+            | Q(claimed_until__lte=now)
+        )
     )
     ids = list(
         Component.objects.select_for_update(skip_locked=True)
@@ -191,6 +202,11 @@ def component_check_now(
 ) -> Component:
     """Run the component's check now, outside its schedule; Conflict if one runs."""
     component = component_get(slug=slug)
+    if component.kind == Kind.HEARTBEAT:
+        raise Conflict(
+            f"{slug!r} is a heartbeat: it is pushed, not checked.",
+            code="push_component",
+        )
     now = timezone.now()
     locked = Component.objects.select_for_update().get(pk=component.pk)
     if locked.claimed_until is not None and locked.claimed_until > now:

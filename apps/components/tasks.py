@@ -6,6 +6,7 @@ from uuid import UUID
 from celery import shared_task
 from django.utils import timezone
 
+from apps.components.heartbeats import heartbeats_evaluate
 from apps.components.services import (
     RUN_BATCH_TASK,
     components_dispatch_due,
@@ -20,6 +21,12 @@ RESULT_RETENTION = timedelta(days=35)
 @shared_task(name="components.dispatch_due", ignore_result=True)
 def dispatch_due() -> int:
     return components_dispatch_due(now=timezone.now())
+
+
+# Safe to run twice at once: each late heartbeat is claimed with SKIP LOCKED.
+@shared_task(name="components.heartbeats_evaluate", ignore_result=True)
+def evaluate_heartbeats() -> int:
+    return heartbeats_evaluate(now=timezone.now())
 
 
 # Not acks_late-sensitive: a redelivered batch finds its claim gone and does nothing.

@@ -6,6 +6,7 @@
 from apps.components.checkers import (
     celery_workers,
     command,
+    heartbeat,
     http,
     postgres,
     python,
@@ -16,7 +17,16 @@ from apps.components.checkers.base import CheckerKind, CheckOutcome
 
 KINDS: dict[str, CheckerKind] = {
     module.KIND.name: module.KIND
-    for module in (http, tcp, postgres, redis, command, celery_workers, python)
+    for module in (
+        http,
+        tcp,
+        postgres,
+        redis,
+        command,
+        celery_workers,
+        python,
+        heartbeat,
+    )
 }
 
 __all__ = ["KINDS", "CheckOutcome", "CheckerKind"]
