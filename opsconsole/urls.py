@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from apps.core import probes
+from apps.flags.ofrep import ofrep
 from opsconsole.api import api
 
 admin.site.site_header = "opsconsole"
@@ -12,6 +13,7 @@ urlpatterns = [
     path("livez", probes.livez, name="livez"),
     path("readyz", probes.readyz, name="readyz"),
     path("api/v1/", api.urls),
+    path("ofrep/v1/", ofrep.urls),
     path("admin/", admin.site.urls),
     # Heartbeat pings: unauthenticated by design.
     path("", include("apps.components.urls")),
