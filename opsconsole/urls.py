@@ -15,6 +15,6 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("ofrep/v1/", ofrep.urls),
     path("admin/", admin.site.urls),
-    # Heartbeat pings: unauthenticated by design.
+    # Heartbeat pings and /health: unauthenticated by design.
     path("", include("apps.components.urls")),
 ]

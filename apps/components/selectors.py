@@ -12,7 +12,7 @@ from django.db.models import Q
 from apps.components.checkers import KINDS
 from apps.components.checkers.base import secret_fields
 from apps.components.checkers.runner import CheckJob
-from apps.components.models import Component, ComponentState, MaintenanceWindow
+from apps.components.models import Component, ComponentState, MaintenanceWindow, State
 from apps.components.state import DOWN
 from apps.core.exceptions import NotFound
 
@@ -94,3 +94,61 @@ def component_dependencies(*, component_ids: Iterable[int]) -> DependencyView:
     return DependencyView(
         {source: frozenset(t) for source, t in edges.items()}, frozenset(down)
     )
+
+
+# The IETF health-check draft's statuses for each component state.
+HEALTH_STATUS = {
+    State.HEALTHY: "pass",
+    State.DEGRADED: "warn",
+    State.UNKNOWN: "warn",
+    State.UNHEALTHY: "fail",
+    State.IMPACTED: "fail",
+}
+_HEALTH_ORDER = ("pass", "warn", "fail")
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """One component in ``/health``."""
+
+    slug: str
+    kind: str
+    status: str
+    latency_ms: float | None
+    checked_at: datetime | None
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    """The aggregate health of the enabled, unpaused components."""
+
+    status: str
+    checks: tuple[HealthCheck, ...] = ()
+
+
+def health_report(*, detailed: bool) -> HealthReport:
+    """The worst status over the watched components; each one's too if ``detailed``."""
+    watched = ComponentState.objects.filter(
+        component__enabled=True, component__paused=False
+    )
+    if not detailed:
+        states = watched.values_list("state", flat=True).distinct()
+        return HealthReport(_worst(HEALTH_STATUS[State(s)] for s in states))
+    rows = watched.order_by("component__slug").values_list(
+        "component__slug",
+        "component__kind",
+        "state",
+        "last_latency_ms",
+        "last_checked_at",
+        "last_message",
+    )
+    checks = tuple(
+        HealthCheck(slug, kind, HEALTH_STATUS[State(state)], latency, at, message)
+        for slug, kind, state, latency, at, message in rows
+    )
+    return HealthReport(_worst(check.status for check in checks), checks)
+
+
+def _worst(statuses: Iterable[str]) -> str:
+    return max(statuses, key=_HEALTH_ORDER.index, default="pass")

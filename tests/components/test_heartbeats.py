@@ -14,7 +14,7 @@ from apps.components.heartbeats import (
     heartbeats_evaluate,
     ping_rate_allowed,
 )
-from apps.components.models import ComponentState, HealthResult, Heartbeat
+from apps.components.models import Component, ComponentState, HealthResult, Heartbeat
 from apps.components.services import component_check_now, components_dispatch_due
 from apps.core.exceptions import Conflict, ValidationFailed
 from apps.core.models import AuditEvent
@@ -108,7 +108,7 @@ def test_ping_rate_allowed__limit_then_next_window__refused_then_allowed():
 
 def test_ping_view__paused__ok_but_ignored(client):
     hb = heartbeat()
-    type(hb.component).objects.filter(pk=hb.component_id).update(paused=True)
+    Component.objects.filter(pk=hb.component_id).update(paused=True)
     assert client.get(f"/ping/{hb.ping_uuid}/fail").content == b"OK"
     assert not HealthResult.objects.filter(component_id=hb.component_id).exists()
 
@@ -179,7 +179,7 @@ def test_evaluate__started_without_success__running_too_long():
 def test_evaluate__paused__not_reported():
     hb = heartbeat()
     ping(hb)
-    type(hb.component).objects.filter(pk=hb.component_id).update(paused=True)
+    Component.objects.filter(pk=hb.component_id).update(paused=True)
     assert heartbeats_evaluate(now=T0 + timedelta(hours=1)) == 0
 
 
