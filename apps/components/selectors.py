@@ -7,12 +7,20 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
-from django.db.models import Q
+from django.db.models import Count, FloatField, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Cast
 
 from apps.components.checkers import KINDS
 from apps.components.checkers.base import secret_fields
 from apps.components.checkers.runner import CheckJob
-from apps.components.models import Component, ComponentState, MaintenanceWindow, State
+from apps.components.models import (
+    Component,
+    ComponentState,
+    HealthResult,
+    MaintenanceWindow,
+    State,
+    Status,
+)
 from apps.components.state import DOWN
 from apps.core.exceptions import NotFound
 
@@ -25,6 +33,26 @@ def component_get(*, slug: str) -> Component:
     if component is None:
         raise NotFound(f"No component {slug!r}.", code="component_not_found")
     return component
+
+
+def component_list(*, uptime_since: datetime) -> QuerySet[Component]:
+    """Components with their state and ``uptime_pct``: the share of results since
+    ``uptime_since`` that were not unhealthy (None without results)."""
+    window = HealthResult.objects.filter(
+        component=OuterRef("pk"), checked_at__gte=uptime_since
+    )
+    ratio = (
+        window.values("component")
+        .annotate(
+            pct=Cast(Count("id", filter=~Q(status=Status.UNHEALTHY)), FloatField())
+            * 100
+            / Cast(Count("id"), FloatField())
+        )
+        .values("pct")
+    )
+    return Component.objects.select_related("state").annotate(
+        uptime_pct=Subquery(ratio, output_field=FloatField())
+    )
 
 
 def component_config_public(*, component: Component) -> dict[str, Any]:

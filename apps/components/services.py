@@ -139,6 +139,98 @@ def maintenance_window_create(
     return window
 
 
+@transaction.atomic
+def maintenance_end(
+    *, slug: str, actor: User | None, source: AuditEvent.Source, reason: str = ""
+) -> int:
+    """End the one-off maintenance windows open now; the count, Conflict if none.
+
+    A recurring window's current opening can't be ended on its own: delete or
+    shorten the window instead.
+    """
+    component = _locked(slug)
+    now = timezone.now()
+    candidates = MaintenanceWindow.objects.select_for_update().filter(
+        Q(ends_at__isnull=True) | Q(ends_at__gt=now),
+        component=component,
+        starts_at__lt=now,
+        cron="",
+    )
+    ended = [window.pk for window in candidates if window.is_open(now)]
+    if not ended:
+        raise Conflict(
+            f"{slug!r} has no one-off maintenance window open.",
+            code="not_in_maintenance",
+        )
+    MaintenanceWindow.objects.filter(pk__in=ended).update(ends_at=now)
+    audit_record(
+        actor=actor,
+        action="component.maintenance_ended",
+        source=source,
+        target=component,
+        after={"windows": len(ended)},
+        reason=reason,
+    )
+    return len(ended)
+
+
+@transaction.atomic
+def component_pause(
+    *, slug: str, actor: User | None, source: AuditEvent.Source, reason: str = ""
+) -> Component:
+    """Stop checking the component; its last state stays on show."""
+    return _set_paused(slug, True, actor=actor, source=source, reason=reason)
+
+
+@transaction.atomic
+def component_resume(
+    *, slug: str, actor: User | None, source: AuditEvent.Source, reason: str = ""
+) -> Component:
+    """Check the component again, at once; a heartbeat waits for its next ping."""
+    component = _set_paused(slug, False, actor=actor, source=source, reason=reason)
+    # Like Healthchecks on resume: the pings missed while paused don't count.
+    Heartbeat.objects.filter(component=component).update(
+        expected_at=None,
+        alert_after=None,
+        last_start_at=None,
+        last_start_rid=None,
+        long_run_reported=False,
+    )
+    return component
+
+
+def _set_paused(
+    slug: str,
+    paused: bool,
+    *,
+    actor: User | None,
+    source: AuditEvent.Source,
+    reason: str,
+) -> Component:
+    component = _locked(slug)
+    if component.paused == paused:
+        code = "already_paused" if paused else "not_paused"
+        state = "paused" if paused else "running"
+        raise Conflict(f"{slug!r} is already {state}.", code=code)
+    component.paused = paused
+    component.next_check_at = timezone.now()
+    component.save(update_fields=["paused", "next_check_at", "updated_at"])
+    audit_record(
+        actor=actor,
+        action="component.paused" if paused else "component.resumed",
+        source=source,
+        target=component,
+        before={"paused": not paused},
+        after={"paused": paused},
+        reason=reason,
+    )
+    return component
+
+
+def _locked(slug: str) -> Component:
+    return Component.objects.select_for_update().get(pk=component_get(slug=slug).pk)
+
+
 def components_dispatch_due(*, now: datetime, batch_size: int = 100) -> int:
     """Claim due components in batches and enqueue a check batch for each; the count."""
     total = 0
@@ -201,14 +293,13 @@ def component_check_now(
     *, slug: str, actor: User | None, source: AuditEvent.Source
 ) -> Component:
     """Run the component's check now, outside its schedule; Conflict if one runs."""
-    component = component_get(slug=slug)
-    if component.kind == Kind.HEARTBEAT:
+    locked = _locked(slug)
+    if locked.kind == Kind.HEARTBEAT:
         raise Conflict(
             f"{slug!r} is a heartbeat: it is pushed, not checked.",
             code="push_component",
         )
     now = timezone.now()
-    locked = Component.objects.select_for_update().get(pk=component.pk)
     if locked.claimed_until is not None and locked.claimed_until > now:
         raise Conflict(
             f"A check of {slug!r} is already running.", code="check_in_progress"

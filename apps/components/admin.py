@@ -1,0 +1,336 @@
+"""Admin for components: state at a glance, recent results, operator actions.
+
+Components are shown, never edited here: their config may hold secrets, so only
+``component_config_public`` is rendered. Actions call the services, one component
+at a time, and report what they skipped.
+"""
+
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import Func, QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from apps.components.models import (
+    Component,
+    HealthResult,
+    Heartbeat,
+    MaintenanceWindow,
+    StateChange,
+)
+from apps.components.selectors import (
+    component_config_public,
+    component_get,
+    component_list,
+)
+from apps.components.services import (
+    component_check_now,
+    component_pause,
+    component_resume,
+    maintenance_end,
+    maintenance_window_create,
+)
+from apps.core.admin_actions import action_with_reason
+from apps.core.exceptions import OpsError
+from apps.core.models import AuditEvent
+
+RECENT_RESULTS = 50
+ADMIN_MAINTENANCE = timedelta(hours=1)
+STATE_COLORS = {
+    "healthy": "#2e7d32",
+    "degraded": "#ef6c00",
+    "unhealthy": "#c62828",
+    "impacted": "#8e24aa",
+    "unknown": "#757575",
+}
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """History and results: looked at, never written through the admin."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class RecentResultInline(ReadOnlyInline):
+    model = HealthResult
+    verbose_name_plural = f"recent results (latest {RECENT_RESULTS})"
+    fields = readonly_fields = (
+        "checked_at",
+        "status",
+        "latency_ms",
+        "message",
+        "in_maintenance",
+    )
+
+
+class MaintenanceInline(ReadOnlyInline):
+    model = MaintenanceWindow
+    fields = readonly_fields = (
+        "starts_at",
+        "ends_at",
+        "cron",
+        "duration",
+        "timezone",
+        "reason",
+    )
+
+
+class StateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(state, state) for state in STATE_COLORS]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset.filter(state__state=value) if value else queryset
+
+
+class TagFilter(admin.SimpleListFilter):
+    title = "tag"
+    parameter_name = "tag"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        tags = Component.objects.annotate(tag=Func("tags", function="unnest"))
+        names = tags.values_list("tag", flat=True).distinct().order_by("tag")
+        return [(name, name) for name in names]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset.filter(tags__contains=[value]) if value else queryset
+
+
+def _each(
+    request: HttpRequest, queryset: QuerySet[Component], call: Callable[[str], Any]
+) -> str:
+    """Call ``call`` with each selected slug; a summary naming what was skipped."""
+    done, skipped = 0, []
+    for slug in queryset.values_list("slug", flat=True):
+        try:
+            call(slug)
+            done += 1
+        except OpsError as exc:
+            skipped.append(exc.message)
+    return f"Done for {done}; skipped {len(skipped)}. " + " ".join(skipped)
+
+
+def _operator(request: HttpRequest) -> dict[str, Any]:
+    return {"actor": request.user, "source": AuditEvent.Source.ADMIN}
+
+
+def _maintenance_start(*, slug: str, reason: str, **operator: Any) -> None:
+    now = timezone.now()
+    maintenance_window_create(
+        component=component_get(slug=slug),
+        starts_at=now,
+        ends_at=now + ADMIN_MAINTENANCE,
+        reason=reason,
+        **operator,
+    )
+
+
+def _with_reason(
+    name: str, description: str, call: Callable[..., Any], *, required: bool
+) -> Any:
+    return action_with_reason(
+        name=name,
+        description=description,
+        permissions=["change"],
+        reason_required=required,
+        perform=lambda admin, request, queryset, reason: _each(
+            request,
+            queryset,
+            lambda slug: call(slug=slug, reason=reason, **_operator(request)),
+        ),
+    )
+
+
+@admin.register(Component)
+class ComponentAdmin(admin.ModelAdmin):
+    list_display = [
+        "name",
+        "slug",
+        "group",
+        "kind",
+        "state_colored",
+        "state_since",
+        "last_latency",
+        "uptime_24h",
+        "paused",
+    ]
+    list_filter = [StateFilter, "group", "kind", TagFilter, "paused", "enabled"]
+    search_fields = ["name", "slug", "group", "owner", "description"]
+    list_select_related = ["state"]
+    fields = [
+        "name",
+        "slug",
+        "group",
+        "tags",
+        "owner",
+        "description",
+        "kind",
+        "config_public",
+        "heartbeat_info",
+        "interval_seconds",
+        "timeout_seconds",
+        "retries",
+        "failure_threshold",
+        "success_threshold",
+        "enabled",
+        "paused",
+        "depends_on",
+        "next_check_at",
+        "all_results",
+    ]
+    readonly_fields = ["config_public", "heartbeat_info", "all_results"]
+    inlines = [MaintenanceInline, RecentResultInline]
+    actions = [
+        "check_now",
+        "pause",
+        "resume",
+        "maintenance_start",
+        "maintenance_end",
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Component]:
+        return component_list(uptime_since=timezone.now() - timedelta(hours=24))
+
+    def get_formset_kwargs(
+        self, request: HttpRequest, obj: Any, inline: Any, prefix: str
+    ) -> dict[str, Any]:
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        if isinstance(inline, RecentResultInline) and obj is not None:
+            # An inline's queryset can't be sliced; pick the latest ids instead.
+            latest = obj.results.values_list("id", flat=True)[:RECENT_RESULTS]
+            kwargs["queryset"] = HealthResult.objects.filter(id__in=list(latest))
+        return kwargs
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Only unlocks the actions: a component's fields are not edited here.
+        return obj is None and super().has_change_permission(request)
+
+    @admin.display(description="state", ordering="state__state")
+    def state_colored(self, obj: Component) -> SafeString:
+        state = obj.state.state
+        color = STATE_COLORS.get(state, "#757575")
+        return format_html('<span style="color:{}">&#9679; {}</span>', color, state)
+
+    @admin.display(description="since", ordering="state__since")
+    def state_since(self, obj: Component) -> Any:
+        return obj.state.since
+
+    @admin.display(description="last latency (ms)", ordering="state__last_latency_ms")
+    def last_latency(self, obj: Component) -> str:
+        latency = obj.state.last_latency_ms
+        return "-" if latency is None else f"{latency:.1f}"
+
+    @admin.display(description="uptime 24 h", ordering="uptime_pct")
+    def uptime_24h(self, obj: Component) -> str:
+        pct = getattr(obj, "uptime_pct", None)
+        return "-" if pct is None else f"{pct:.2f} %"
+
+    @admin.display(description="config (secrets masked)")
+    def config_public(self, obj: Component) -> SafeString:
+        shown = json.dumps(component_config_public(component=obj), indent=2)
+        return format_html("<pre>{}</pre>", shown)
+
+    @admin.display(description="heartbeat")
+    def heartbeat_info(self, obj: Component) -> str:
+        beat = Heartbeat.objects.filter(component=obj).first()
+        if beat is None:
+            return "-"
+        url = reverse("ping", args=[beat.ping_uuid])
+        return (
+            f"ping URL {url}; last ping {beat.last_ping_at or 'never'}; "
+            f"last run {beat.last_duration or '-'}"
+        )
+
+    @admin.display(description="all results")
+    def all_results(self, obj: Component) -> SafeString:
+        url = reverse("admin:components_healthresult_changelist")
+        return format_html('<a href="{}?component__id__exact={}">all</a>', url, obj.pk)
+
+    @admin.action(description="Check now", permissions=["change"])
+    def check_now(self, request: HttpRequest, queryset: QuerySet[Component]) -> None:
+        text = _each(
+            request,
+            queryset,
+            lambda slug: component_check_now(slug=slug, **_operator(request)),
+        )
+        self.message_user(request, text, messages.SUCCESS)
+
+    pause = _with_reason("pause", "Pause checks", component_pause, required=False)
+    resume = _with_reason("resume", "Resume checks", component_resume, required=False)
+    maintenance_start = _with_reason(
+        "maintenance_start",
+        "Start maintenance (1 hour)",
+        _maintenance_start,
+        required=True,
+    )
+    maintenance_end = _with_reason(
+        "maintenance_end", "End maintenance", maintenance_end, required=True
+    )
+
+
+@admin.register(HealthResult)
+class HealthResultAdmin(ReadOnlyAdmin):
+    list_display = [
+        "checked_at",
+        "component",
+        "status",
+        "latency_ms",
+        "message",
+        "in_maintenance",
+    ]
+    list_filter = ["status", "in_maintenance"]
+    search_fields = ["component__slug", "trace_id"]
+    list_select_related = ["component"]
+    # Millions of rows: don't count them all on every page.
+    show_full_result_count = False
+
+
+@admin.register(StateChange)
+class StateChangeAdmin(ReadOnlyAdmin):
+    list_display = [
+        "at",
+        "component",
+        "from_state",
+        "to_state",
+        "incident_opened",
+        "incident_duration",
+        "in_maintenance",
+        "message",
+    ]
+    list_filter = ["to_state", "incident_opened", "in_maintenance"]
+    search_fields = ["component__slug", "trace_id"]
+    list_select_related = ["component"]
