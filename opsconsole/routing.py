@@ -3,7 +3,9 @@
 from django.urls import path
 
 from apps.core.consumers import SessionConsumer
+from apps.live.consumers import LiveConsumer
 
 websocket_urlpatterns = [
     path("ws/session/", SessionConsumer.as_asgi()),
+    path("ws/live/", LiveConsumer.as_asgi()),
 ]

@@ -50,8 +50,12 @@ def channel() -> str:
     return f"{settings.OPSCONSOLE_REDIS_PREFIX}live"
 
 
-def _seq_key(topic: str) -> str:
+def seq_key(topic: str) -> str:
     return f"{settings.OPSCONSOLE_REDIS_PREFIX}live:seq:{topic}"
+
+
+# Deltas go out in frames of at most 512 KiB (apps.live.connection); one item must fit.
+MAX_PAYLOAD_BYTES = 256 * 1024
 
 
 @cache
@@ -65,9 +69,13 @@ def publish(
     """Send ``payload`` on ``topic``; call after the transaction commits."""
     if topic not in TOPICS:
         raise ValueError(f"unknown live topic {topic!r}")
+    size = len(json.dumps(payload, cls=DjangoJSONEncoder))
+    if size > MAX_PAYLOAD_BYTES:
+        # A socket frame cannot carry it; publish an id and let clients fetch.
+        raise ValueError(f"live payload of {size} bytes exceeds {MAX_PAYLOAD_BYTES}")
     client = _client(settings.REDIS_URL)
     try:
-        seq = int(client.incr(_seq_key(topic)))
+        seq = int(client.incr(seq_key(topic)))
         message = LiveMessage(topic, seq, key, payload, current_trace_id(), time.time())
         client.publish(channel(), json.dumps(asdict(message), cls=DjangoJSONEncoder))
     except redis.RedisError as exc:

@@ -1,0 +1,107 @@
+"""Write backpressure from the ASGI server, where the server hides it.
+
+ASGI servers differ: uvicorn's ``send`` waits for the socket to drain, daphne's
+returns at once and buffers without bound in Twisted (measured in issue #8: 73 → 829
+MB in 16 s with stalled clients). Under daphne we register a streaming producer with
+the connection's HTTPChannel (the TCP transport's own producer, which forwards
+pause/resume), so Twisted tells us when its write buffer passes 64 KiB and when it
+has drained; the connection's writer waits for that, its outbox fills and overflows
+into a resync. Elsewhere ``drain_for`` returns None and ``send`` itself pushes back.
+"""
+
+import asyncio
+import functools
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+
+class Drain:
+    """A Twisted push producer that turns pause/resume into an awaitable."""
+
+    def __init__(self) -> None:
+        self._writable = asyncio.Event()
+        self._writable.set()
+
+    # Twisted's IPushProducer names.
+    def pauseProducing(self) -> None:
+        self._writable.clear()
+
+    def resumeProducing(self) -> None:
+        self._writable.set()
+
+    def stopProducing(self) -> None:  # gone: let the writer finish
+        self._writable.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._writable.is_set()
+
+    async def wait(self) -> None:
+        await self._writable.wait()
+
+
+def _daphne_protocol(send: Callable[..., Any]) -> Any | None:
+    # Channels' session middleware wraps ``send`` in an object keeping ``real_send``;
+    # daphne's own is ``partial(server.handle_reply, protocol)``.
+    target: Any = send
+    for _ in range(8):
+        if isinstance(target, functools.partial):
+            protocol = target.args[0] if target.args else None
+            return protocol if hasattr(protocol, "registerProducer") else None
+        target = getattr(getattr(target, "__self__", None), "real_send", None)
+        if target is None:
+            return None
+    return None
+
+
+def drain_for(send: Callable[..., Any]) -> Drain | None:
+    """A ``Drain`` on daphne's connection behind ``send``; None on other servers."""
+    protocol = _daphne_protocol(send)
+    transport = getattr(protocol, "transport", None)
+    if transport is None:
+        return None
+    # After the upgrade the TCP transport still has daphne's HTTPChannel as its
+    # producer; the channel passes pause/resume on to one producer of its own.
+    consumer = getattr(transport, "producer", None) or transport
+    if not hasattr(consumer, "registerProducer"):
+        return None
+    drain = Drain()
+    try:
+        consumer.registerProducer(drain, True)
+    except RuntimeError:  # another producer owns the connection
+        return None
+    return drain
+
+
+def close_going_away(send: Callable[..., Any]) -> bool:
+    """Close daphne's socket behind ``send`` with 1001 (going away).
+
+    ASGI's ``websocket.close`` goes through autobahn's ``sendClose``, which allows
+    only 1000 and 3000-4999; 1001 is what clients treat as "reconnect elsewhere",
+    so we write the close frame one level down. False when not under daphne.
+    """
+    protocol = _daphne_protocol(send)
+    if protocol is None or not hasattr(protocol, "sendCloseFrame"):
+        return False
+    protocol.sendCloseFrame(code=1001, isReply=False)
+    return True
+
+
+def before_server_shutdown(callback: Callable[[], Awaitable[None]]) -> bool:
+    """Run ``callback`` when daphne's reactor begins to shut down, before sockets drop.
+
+    daphne 4.2 means to cancel every application then, but its shutdown hook fails
+    with a KeyError on the HTTP request entry an upgrade leaves behind, so nothing is
+    cancelled and clients see 1006. False when not serving under Twisted.
+    """
+    reactor = sys.modules.get("twisted.internet.reactor")
+    if reactor is None or not getattr(reactor, "running", False):
+        return False
+    from twisted.internet import defer
+
+    def trigger() -> Any:
+        return defer.Deferred.fromFuture(asyncio.ensure_future(callback()))
+
+    reactor.addSystemEventTrigger("before", "shutdown", trigger)
+    return True
