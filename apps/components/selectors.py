@@ -2,7 +2,7 @@
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
@@ -19,10 +19,11 @@ from apps.components.models import (
     HealthResult,
     MaintenanceWindow,
     State,
+    StateChange,
     Status,
 )
 from apps.components.state import DOWN
-from apps.core.exceptions import NotFound
+from apps.core.exceptions import NotFound, ValidationFailed
 
 MASK = "********"
 
@@ -50,8 +51,10 @@ def component_list(*, uptime_since: datetime) -> QuerySet[Component]:
         )
         .values("pct")
     )
-    return Component.objects.select_related("state").annotate(
-        uptime_pct=Subquery(ratio, output_field=FloatField())
+    return (
+        Component.objects.select_related("state", "heartbeat")
+        .prefetch_related("depends_on")
+        .annotate(uptime_pct=Subquery(ratio, output_field=FloatField()))
     )
 
 
@@ -180,3 +183,58 @@ def health_report(*, detailed: bool) -> HealthReport:
 
 def _worst(statuses: Iterable[str]) -> str:
     return max(statuses, key=_HEALTH_ORDER.index, default="pass")
+
+
+@dataclass(frozen=True, slots=True)
+class ResultsPage:
+    """Results newest first, and the cursor of the next (older) page, if any."""
+
+    items: list[HealthResult]
+    next_cursor: str | None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def results_page(
+    *,
+    component: Component,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: str | None = None,
+    limit: int = 100,
+) -> ResultsPage:
+    """A page of the component's results in ``[since, until)``, after ``cursor``."""
+    rows = component.results.order_by("-checked_at", "-id")
+    if since is not None:
+        rows = rows.filter(checked_at__gte=since)
+    if until is not None:
+        rows = rows.filter(checked_at__lt=until)
+    if cursor:
+        at, pk = _cursor_parse(cursor)
+        rows = rows.filter(Q(checked_at__lt=at) | Q(checked_at=at, id__lt=pk))
+    items = list(rows[: limit + 1])
+    more = len(items) > limit
+    return ResultsPage(items[:limit], _cursor(items[limit - 1]) if more else None)
+
+
+def _cursor(result: HealthResult) -> str:
+    """Opaque and URL-safe: microseconds since the epoch and the id."""
+    micros = (result.checked_at - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros}_{result.pk}"
+
+
+def _cursor_parse(cursor: str) -> tuple[datetime, int]:
+    try:
+        micros, pk = (int(part) for part in cursor.split("_"))
+        return _EPOCH + timedelta(microseconds=micros), pk
+    except (ValueError, OverflowError) as exc:
+        raise ValidationFailed({"cursor": ["Not a cursor from this API."]}) from exc
+
+
+def state_changes(
+    *, component: Component, since: datetime | None = None
+) -> QuerySet[StateChange]:
+    """The component's state changes (incidents open and close on them), newest first."""
+    changes = component.state_changes.all()
+    return changes.filter(at__gte=since) if since is not None else changes

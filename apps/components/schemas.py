@@ -1,0 +1,147 @@
+"""Shapes of the components API. Config goes out only through the masking selector."""
+
+from datetime import datetime
+from typing import Any
+
+from django.urls import reverse
+from ninja import Field, Schema
+from pydantic import AwareDatetime
+
+from apps.components.models import Component
+from apps.components.selectors import component_config_public
+
+
+class ComponentFilter(Schema):
+    group: str | None = None
+    kind: str | None = None
+    state: str | None = Field(None, description="e.g. healthy, unhealthy")
+
+
+class StateOut(Schema):
+    state: str
+    since: datetime
+    consecutive_failures: int
+    consecutive_successes: int
+    incident_started_at: datetime | None
+    last_status: str
+    last_latency_ms: float | None
+    last_message: str
+    last_checked_at: datetime | None
+
+
+class ComponentOut(Schema):
+    slug: str
+    name: str
+    group: str
+    tags: list[str]
+    owner: str
+    description: str
+    kind: str
+    config: dict[str, Any] = Field(..., description="Secrets are masked.")
+    interval_seconds: int
+    timeout_seconds: float
+    retries: int
+    failure_threshold: int
+    success_threshold: int
+    enabled: bool
+    paused: bool
+    depends_on: list[str]
+    state: StateOut | None
+    uptime_24h_pct: float | None = None
+    ping_url: str | None = Field(None, description="Heartbeats: where to ping.")
+
+    @staticmethod
+    def resolve_config(obj: Component) -> dict[str, Any]:
+        return component_config_public(component=obj)
+
+    @staticmethod
+    def resolve_depends_on(obj: Component) -> list[str]:
+        return [dependency.slug for dependency in obj.depends_on.all()]
+
+    @staticmethod
+    def resolve_uptime_24h_pct(obj: Component) -> float | None:
+        return getattr(obj, "uptime_pct", None)
+
+    @staticmethod
+    def resolve_ping_url(obj: Component) -> str | None:
+        beat = getattr(obj, "heartbeat", None)
+        return reverse("ping", args=[beat.ping_uuid]) if beat else None
+
+
+class ResultsFilter(Schema):
+    since: AwareDatetime | None = Field(None, description="Checked at or after.")
+    until: AwareDatetime | None = Field(None, description="Checked before.")
+    cursor: str | None = Field(None, description="next_cursor of the page before.")
+    limit: int = Field(100, ge=1, le=1000)
+
+
+class ResultOut(Schema):
+    status: str
+    latency_ms: float
+    message: str
+    details: dict[str, Any]
+    checked_at: datetime
+    in_maintenance: bool
+    trace_id: str
+
+
+class ResultsPageOut(Schema):
+    items: list[ResultOut]
+    next_cursor: str | None = Field(None, description="Absent on the last page.")
+
+
+class StateChangeOut(Schema):
+    at: datetime
+    from_state: str
+    to_state: str
+    in_maintenance: bool
+    incident_opened: bool
+    incident_duration_s: float | None = Field(
+        None, description="On the change that closed an incident."
+    )
+    message: str
+
+    @staticmethod
+    def resolve_incident_duration_s(obj: Any) -> float | None:
+        duration = obj.incident_duration
+        return duration.total_seconds() if duration is not None else None
+
+
+class SinceFilter(Schema):
+    since: AwareDatetime | None = None
+
+
+class ReasonIn(Schema):
+    reason: str = Field("", max_length=2000)
+
+
+class CheckRequestedOut(Schema):
+    slug: str
+    claimed_until: datetime | None
+
+
+class MaintenanceIn(Schema):
+    starts_at: AwareDatetime | None = Field(None, description="Default: now.")
+    ends_at: AwareDatetime | None = Field(None, description="Required unless cron.")
+    cron: str = Field("", description="Recurring: opens at each match.")
+    duration_seconds: int | None = Field(None, ge=1, description="With cron.")
+    timezone: str = "UTC"
+    reason: str = Field("", max_length=200)
+
+
+class MaintenanceOut(Schema):
+    id: int
+    starts_at: datetime
+    ends_at: datetime | None
+    cron: str
+    duration_s: float | None
+    timezone: str
+    reason: str
+
+    @staticmethod
+    def resolve_duration_s(obj: Any) -> float | None:
+        return obj.duration.total_seconds() if obj.duration is not None else None
+
+
+class MaintenanceEndedOut(Schema):
+    ended: int
