@@ -1,12 +1,20 @@
 """Reads of the flags app."""
 
+from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Count, Max, QuerySet, Sum
+from django.db.models import Count, F, Func, Max, QuerySet, Sum
 
 from apps.core.exceptions import NotFound
 from apps.flags.models import Flag, FlagVersion, Segment
-from apps.flags.specs import flag_spec, segment_spec
+from apps.flags.specs import FLAG_FIELDS, flag_spec, segment_spec
+
+
+@dataclass(frozen=True, slots=True)
+class FieldChange:
+    field: str
+    before: Any
+    after: Any
 
 
 def flag_get(*, key: str) -> Flag:
@@ -36,6 +44,28 @@ def flag_version_get(*, key: str, version: int) -> FlagVersion:
     if found is None:
         raise NotFound(f"flag {key!r} has no version {version}")
     return found
+
+
+def flag_version_changes(*, version: FlagVersion) -> list[FieldChange]:
+    """The fields ``version`` changed from the version before it (all, for the first)."""
+    previous = (
+        FlagVersion.objects.filter(flag_id=version.flag_id, version__lt=version.version)
+        .order_by("-version")
+        .first()
+    )
+    before = previous.snapshot if previous else {}
+    after = version.snapshot
+    return [
+        FieldChange(field, before.get(field), after.get(field))
+        for field in FLAG_FIELDS
+        if field not in before or before[field] != after.get(field)
+    ]
+
+
+def flag_tags() -> list[str]:
+    """Every tag some flag carries, sorted."""
+    unnested = Flag.objects.annotate(tag=Func(F("tags"), function="unnest"))
+    return sorted(set(unnested.values_list("tag", flat=True)))
 
 
 def segment_list() -> QuerySet[Segment]:

@@ -192,7 +192,12 @@ def segment_upsert(
 
 
 def flag_validate(
-    *, key: str, data: dict[str, Any], reason: str, creating: bool
+    *,
+    key: str,
+    data: dict[str, Any],
+    reason: str,
+    creating: bool,
+    expected_version: int | None = None,
 ) -> None:
     """Raise ValidationFailed with every error creating or changing ``key`` would cause.
 
@@ -205,6 +210,11 @@ def flag_validate(
         raise ValidationFailed(fields={"key": ["a flag with this key exists"]})
     if not creating and existing is None:
         raise NotFound(f"no flag {key!r}", extra={"key": key})
+    if existing and expected_version not in (None, existing.version):
+        raise PreconditionFailed(
+            f"flag {key!r} is at version {existing.version}, not {expected_version}",
+            extra={"key": key, "version": existing.version},
+        )
     before = flag_spec(existing) if existing else None
     flag = existing or Flag(key=key)
     flag_apply(flag, data)

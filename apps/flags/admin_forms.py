@@ -1,0 +1,164 @@
+"""Forms and list filters of the flags admin.
+
+The forms run the services' whole-set validation in ``clean()``, so a change that
+would break the flag set comes back as errors on the right fields, never a 500.
+"""
+
+import json
+from datetime import timedelta
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from apps.core.exceptions import OpsError, ValidationFailed
+from apps.flags.models import Flag, Segment
+from apps.flags.selectors import flag_tags
+from apps.flags.services import flag_validate
+from apps.flags.specs import FLAG_FIELDS, SEGMENT_FIELDS
+from apps.flags.validation import validate_segment
+
+
+class PositionedJSONField(forms.JSONField):
+    """A JSON form field that says where the text stops being JSON."""
+
+    def to_python(self, value: Any) -> Any:
+        if isinstance(value, str) and value.strip():
+            try:
+                json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValidationError(
+                    f"Not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
+                    code="invalid",
+                ) from exc
+        return super().to_python(value)
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, forms.fields.InvalidJSONInput):
+            return value
+        return json.dumps(value, ensure_ascii=False, indent=2, cls=self.encoder)
+
+
+# Rules, variants and schemas are edited as JSON text in a monospace box.
+JSON_FIELD = {
+    "form_class": PositionedJSONField,
+    "widget": forms.Textarea(
+        attrs={"rows": 6, "cols": 80, "style": "font-family: monospace"}
+    ),
+}
+
+
+def reason_field() -> forms.CharField:
+    return forms.CharField(
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 80}),
+        help_text="Recorded with the change; required for protected flags.",
+    )
+
+
+def add_errors(form: forms.BaseForm, exc: OpsError) -> None:
+    """Each ``field.sub.path`` error on its form field; the rest above the form."""
+    fields = exc.fields if isinstance(exc, ValidationFailed) else {"": [exc.message]}
+    for path, messages_ in fields.items():
+        field, _, rest = path.partition(".")
+        text = [f"{rest}: {message}" if rest else message for message in messages_]
+        form.add_error(field if field in form.fields else None, text)
+
+
+class FlagForm(forms.ModelForm):
+    reason = reason_field()
+    # The version the operator saw: a change made meanwhile is refused, not lost.
+    loaded_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
+
+    class Meta:
+        model = Flag
+        fields = ["key", *FLAG_FIELDS]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.instance._state.adding:
+            self.fields["loaded_version"].initial = self.instance.version
+
+    def flag_changes(self) -> dict[str, Any]:
+        """The flag fields to write: all of them for a new flag, else those changed."""
+        adding = self.instance._state.adding
+        names = self.fields if adding else self.changed_data
+        data = getattr(self, "cleaned_data", {})
+        return {
+            name: data[name] for name in names if name in FLAG_FIELDS and name in data
+        }
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        changes = self.flag_changes()
+        if self.errors or not changes:
+            return data
+        try:
+            flag_validate(
+                key=data.get("key", self.instance.key),
+                data=changes,
+                reason=data.get("reason", ""),
+                creating=self.instance._state.adding,
+                expected_version=data.get("loaded_version"),
+            )
+        except OpsError as exc:
+            add_errors(self, exc)
+        return data
+
+
+class ExpiryFilter(admin.SimpleListFilter):
+    title = "expiry"
+    parameter_name = "expiry"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            ("expired", "expired (stale)"),
+            ("week", "expires within 7 days"),
+            ("none", "no expiry"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        now = timezone.now()
+        if self.value() == "expired":
+            return queryset.filter(expires_at__lte=now)
+        if self.value() == "week":
+            week = now + timedelta(days=7)
+            return queryset.filter(expires_at__gt=now, expires_at__lte=week)
+        if self.value() == "none":
+            return queryset.filter(expires_at__isnull=True)
+        return queryset
+
+
+class TagFilter(admin.SimpleListFilter):
+    title = "tag"
+    parameter_name = "tag"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(tag, tag) for tag in flag_tags()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        tag = self.value()
+        return queryset.filter(tags__contains=[tag]) if tag else queryset
+
+
+class SegmentForm(forms.ModelForm):
+    reason = reason_field()
+
+    class Meta:
+        model = Segment
+        fields = ["key", *SEGMENT_FIELDS]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if not self.errors:
+            key = data.get("key", self.instance.key)
+            try:
+                validate_segment({"key": key, "conditions": data.get("conditions")})
+            except ValidationFailed as exc:
+                add_errors(self, exc)
+        return data
