@@ -148,8 +148,10 @@ async def test_command__runs_too_long__killed_unhealthy():
     assert "timed out" in outcome.message
 
 
-async def test_celery_workers__none_running__unhealthy():
-    outcome = await _run("celery_workers", {"min_workers": 1}, timeout=1.0)
+async def test_celery_workers__none_on_queue__unhealthy():
+    # A queue no worker consumes: a session worker may be running by now.
+    config = {"min_workers": 1, "queue": "nobody-consumes-this"}
+    outcome = await _run("celery_workers", config, timeout=1.0)
     assert outcome.status == "unhealthy"
     assert outcome.details == {"workers": []}
 
