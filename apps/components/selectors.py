@@ -144,6 +144,7 @@ class HealthCheck:
 
     slug: str
     kind: str
+    state: str
     status: str
     latency_ms: float | None
     checked_at: datetime | None
@@ -175,7 +176,9 @@ def health_report(*, detailed: bool) -> HealthReport:
         "last_message",
     )
     checks = tuple(
-        HealthCheck(slug, kind, HEALTH_STATUS[State(state)], latency, at, message)
+        HealthCheck(
+            slug, kind, state, HEALTH_STATUS[State(state)], latency, at, message
+        )
         for slug, kind, state, latency, at, message in rows
     )
     return HealthReport(_worst(check.status for check in checks), checks)
