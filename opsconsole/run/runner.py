@@ -100,6 +100,7 @@ class Runner:
             self._write_run_env,
             self._migrate,
             self._demo_setup,
+            self._components_self,
             self._start_children,
         )
         for step in steps:
@@ -167,6 +168,10 @@ class Runner:
 
     def _demo_setup(self) -> None:
         self._step("demo_setup", ["demo_setup"], self._env(with_password=True))
+
+    def _components_self(self) -> None:
+        # The console watches its own servers and workers from the first minute.
+        self._step("components_self", ["components_self"], self._env())
 
     def _step(self, what: str, args: list[str], env: dict[str, str]) -> None:
         """Run one manage.py command to the end, or until a stop is asked for."""

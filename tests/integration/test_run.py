@@ -341,6 +341,29 @@ def test_run__demo_setup__admin_is_a_superuser_in_the_operator_group(embedded):
     assert "operator" in groups
 
 
+def test_run__console_components__all_healthy_within_30s(embedded):
+    words = shlex.split((embedded.var_dir / "run.env").read_text())
+    database_url = dict(word.split("=", 1) for word in words)["DATABASE_URL"]
+    query = (
+        "SELECT c.slug, s.state FROM components_component c"
+        " JOIN components_componentstate s ON s.component_id = c.id"
+        " WHERE c.\"group\" = 'console'"
+    )
+    states: dict[str, str] = {}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with psycopg.connect(database_url) as conn:
+            states = dict(conn.execute(query).fetchall())
+        if len(states) == 3 and set(states.values()) == {"healthy"}:
+            break
+        time.sleep(0.5)
+    assert states == {
+        "console-postgres": "healthy",
+        "console-redis": "healthy",
+        "console-workers": "healthy",
+    }
+
+
 def test_run__already_running__second_run_exits_1_naming_the_pid(embedded):
     second = Run(embedded.var_dir, free_port())
     code, _ = second.wait_exit(30)
