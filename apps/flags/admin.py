@@ -21,7 +21,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from apps.core.admin_actions import Perform, action_with_reason
+from apps.core.admin_actions import action_with_reason
 from apps.core.exceptions import OpsError
 from apps.core.models import AuditEvent
 from apps.flags.admin_forms import (
@@ -91,9 +91,21 @@ def _confirmed(
     description: str,
     permission: str,
     protected: bool,
-    perform: Perform,
+    write: Callable[[Any, User, str], object],
+    done: str,
 ) -> TemplateResponse | None:
-    """Run ``perform`` after the reason page; a reason is required for protected flags."""
+    """``write(obj, actor, reason)`` per object after the reason page.
+
+    The reason is required as soon as a protected flag is concerned.
+    """
+
+    def perform(
+        _: admin.ModelAdmin, request: HttpRequest, objects: QuerySet[Any], reason: str
+    ) -> str:
+        return _each(
+            request, objects, lambda obj: write(obj, _actor(request), reason), done
+        )
+
     action = action_with_reason(
         name=name,
         description=description,
@@ -223,47 +235,25 @@ class FlagAdmin(admin.ModelAdmin):
         enabled: bool,
         name: str,
     ) -> TemplateResponse | None:
-        def perform(
-            _: Any, request: HttpRequest, flags: QuerySet[Flag], reason: str
-        ) -> str:
-            def write(flag: Flag) -> object:
-                return flag_toggle(
-                    key=flag.key,
-                    enabled=enabled,
-                    actor=_actor(request),
-                    reason=reason,
-                    source=ADMIN,
-                )
-
-            return _each(
-                request, flags, write, f"Switched {'on' if enabled else 'off'}"
-            )
-
+        state = "on" if enabled else "off"
         return _confirmed(
             self,
             request,
             queryset,
             name=name,
-            description=f"Switch selected flags {'on' if enabled else 'off'}",
+            description=f"Switch selected flags {state}",
             permission="change",
             protected=queryset.filter(protected=True).exists(),
-            perform=perform,
+            write=lambda flag, actor, reason: flag_toggle(
+                key=flag.key, enabled=enabled, actor=actor, reason=reason, source=ADMIN
+            ),
+            done=f"Switched {state}",
         )
 
     @admin.action(description="Archive selected flags", permissions=["change"])
     def archive(
         self, request: HttpRequest, queryset: QuerySet[Flag]
     ) -> TemplateResponse | None:
-        def perform(
-            _: Any, request: HttpRequest, flags: QuerySet[Flag], reason: str
-        ) -> str:
-            def write(flag: Flag) -> object:
-                return flag_archive(
-                    key=flag.key, actor=_actor(request), reason=reason, source=ADMIN
-                )
-
-            return _each(request, flags, write, "Archived")
-
         return _confirmed(
             self,
             request,
@@ -272,7 +262,10 @@ class FlagAdmin(admin.ModelAdmin):
             description="Archive selected flags",
             permission="change",
             protected=queryset.filter(protected=True).exists(),
-            perform=perform,
+            write=lambda flag, actor, reason: flag_archive(
+                key=flag.key, actor=actor, reason=reason, source=ADMIN
+            ),
+            done="Archived",
         )
 
 
@@ -337,29 +330,22 @@ class FlagVersionAdmin(admin.ModelAdmin):
             self.message_user(request, "Pick one version per flag.", messages.ERROR)
             return None
 
-        def perform(
-            _: Any, request: HttpRequest, versions: QuerySet[FlagVersion], reason: str
-        ) -> str:
-            def write(version: FlagVersion) -> object:
-                return flag_revert(
-                    key=version.flag.key,
-                    version=version.version,
-                    actor=_actor(request),
-                    reason=reason,
-                    source=ADMIN,
-                )
-
-            return _each(request, versions.select_related("flag"), write, "Reverted")
-
         return _confirmed(
             self,
             request,
-            queryset,
+            queryset.select_related("flag"),
             name="revert_to_version",
             description="Revert the flag to this version",
             permission="revert",
             protected=queryset.filter(flag__protected=True).exists(),
-            perform=perform,
+            write=lambda version, actor, reason: flag_revert(
+                key=version.flag.key,
+                version=version.version,
+                actor=actor,
+                reason=reason,
+                source=ADMIN,
+            ),
+            done="Reverted",
         )
 
 
