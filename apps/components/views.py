@@ -1,6 +1,6 @@
 """Unauthenticated doors of the components app: heartbeat pings and ``/health``."""
 
-from typing import Any
+from typing import Any, TypedDict
 from uuid import UUID
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -26,6 +26,13 @@ HEALTH_JSON = "application/health+json"
 DATASTORE_KINDS = frozenset({"postgres", "redis"})
 
 
+class _Ping(TypedDict):
+    action: PingAction
+    rid: UUID | None
+    exit_status: int | None
+    body: str
+
+
 @csrf_exempt
 @never_cache
 @require_http_methods(["GET", "POST", "HEAD"])
@@ -38,37 +45,31 @@ def ping(
     """A heartbeat ping, answered like Healthchecks: ``OK``, or why not, as text."""
     now = timezone.now()
     try:
-        kind, rid = _parse(request, action, exit_status)
+        parsed = _parse(request, action, exit_status)
     except ValueError:
         return _text("invalid url format", 400)
     if not ping_rate_allowed(ping_uuid=ping_uuid, now=now):
         return _text("rate limited", 429)
-    body = request.body[:PING_BODY_LIMIT].decode("utf-8", "replace")
     try:
-        heartbeat_ping(
-            ping_uuid=ping_uuid,
-            action=kind,
-            now=now,
-            rid=rid,
-            exit_status=exit_status,
-            body=body,
-        )
+        heartbeat_ping(ping_uuid=ping_uuid, now=now, **parsed)
     except NotFound:
         return _text("not found", 404)
     return _text("OK")
 
 
-def _parse(
-    request: HttpRequest, action: str, exit_status: int | None
-) -> tuple[PingAction, UUID | None]:
-    """The ping's action and ``rid``; ValueError for an exit status or rid out of range."""
+def _parse(request: HttpRequest, action: str, exit_status: int | None) -> _Ping:
+    """The ping's fields; ValueError for an exit status or ``rid`` out of range."""
     raw_rid = request.GET.get("rid")
-    rid = UUID(raw_rid) if raw_rid else None
-    if exit_status is None:
-        return PingAction(action), rid
-    if exit_status > MAX_EXIT_STATUS:
+    if exit_status is not None and exit_status > MAX_EXIT_STATUS:
         raise ValueError(exit_status)
-    return (PingAction.SUCCESS if exit_status == 0 else PingAction.FAIL), rid
+    if exit_status is not None:
+        action = PingAction.SUCCESS if exit_status == 0 else PingAction.FAIL
+    return _Ping(
+        action=PingAction(action),
+        rid=UUID(raw_rid) if raw_rid else None,
+        exit_status=exit_status,
+        body=request.body[:PING_BODY_LIMIT].decode("utf-8", "replace"),
+    )
 
 
 def _text(body: str, status: int = 200) -> HttpResponse:
