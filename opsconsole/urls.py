@@ -3,6 +3,7 @@ from django.urls import include, path
 
 from apps.core import probes
 from apps.flags.ofrep import ofrep
+from apps.live.views import dashboard
 from opsconsole.api import api
 
 admin.site.site_header = "opsconsole"
@@ -14,6 +15,7 @@ urlpatterns = [
     path("readyz", probes.readyz, name="readyz"),
     path("api/v1/", api.urls),
     path("ofrep/v1/", ofrep.urls),
+    path("dashboard/", dashboard, name="dashboard"),
     path("admin/", admin.site.urls),
     # Heartbeat pings and /health: unauthenticated by design.
     path("", include("apps.components.urls")),

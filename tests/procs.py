@@ -97,9 +97,10 @@ class Proc:
 
 
 @contextmanager
-def daphne(tmp: Path, **env: str) -> Iterator[str]:
-    """Serve opsconsole.asgi with daphne; yields the base URL."""
-    port = free_port()
+def daphne(tmp: Path, *, port: int | None = None, **env: str) -> Iterator[str]:
+    """Serve opsconsole.asgi with daphne (on ``port``, else a free one); yields the
+    base URL."""
+    port = port or free_port()
     proc = Proc(
         "web",
         [

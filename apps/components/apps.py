@@ -9,5 +9,10 @@ class ComponentsConfig(AppConfig):
     def ready(self) -> None:
         from django.utils.module_loading import autodiscover_modules
 
+        from apps.components.selectors import components_live
+        from apps.live import snapshots
+
+        snapshots.register("components", components_live)
+
         # Apps register Python-callable checkers in a ``component_checks`` module.
         autodiscover_modules("component_checks")

@@ -3,12 +3,23 @@
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
-from django.db.models import Count, FloatField, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Cast
+from django.db.models import (
+    Count,
+    F,
+    FloatField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Window,
+)
+from django.db.models.functions import Cast, RowNumber
+from django.urls import reverse
+from django.utils import timezone
 
 from apps.components.checkers import KINDS
 from apps.components.checkers.base import secret_fields
@@ -241,3 +252,91 @@ def state_changes(
     """The component's state changes (incidents open and close on them), newest first."""
     changes = component.state_changes.all()
     return changes.filter(at__gte=since) if since is not None else changes
+
+
+class ComponentTile(TypedDict):
+    """One component as the dashboard's grid shows it."""
+
+    slug: str
+    name: str
+    group: str
+    state: str
+    since: str | None
+    latency_ms: float | None
+    message: str
+    url: str
+    latencies: list[float]
+
+
+class ChangeItem(TypedDict):
+    slug: str
+    from_state: str
+    to_state: str
+    at: str
+    message: str
+    trace_id: str
+
+
+class ComponentsLive(TypedDict):
+    tiles: list[ComponentTile]
+    changes: list[ChangeItem]
+
+
+def components_live(
+    *, points: int = 30, window: timedelta = timedelta(hours=1)
+) -> ComponentsLive:
+    """The dashboard's components snapshot: every enabled component with its state and
+    the latencies of its last ``points`` results (within ``window``), plus the newest
+    state changes."""
+    components = list(
+        Component.objects.filter(enabled=True)
+        .select_related("state")
+        .order_by("group", "name")
+    )
+    recent = (
+        HealthResult.objects.filter(checked_at__gte=timezone.now() - window)
+        .annotate(
+            rank=Window(
+                RowNumber(),
+                partition_by=[F("component_id")],
+                order_by=F("checked_at").desc(),
+            )
+        )
+        .filter(rank__lte=points)
+        .order_by("checked_at")
+        .values_list("component_id", "latency_ms")
+    )
+    latencies: dict[int, list[float]] = {}
+    for component_id, latency in recent:
+        latencies.setdefault(component_id, []).append(round(latency, 2))
+    changes = StateChange.objects.select_related("component")[:20]
+    return ComponentsLive(
+        tiles=[_tile(c, latencies.get(c.pk, [])) for c in components],
+        changes=[_change_item(change) for change in changes],
+    )
+
+
+def _tile(component: Component, latencies: list[float]) -> ComponentTile:
+    state = getattr(component, "state", None)
+    return ComponentTile(
+        slug=component.slug,
+        name=component.name,
+        group=component.group,
+        state=state.state if state is not None else "unknown",
+        since=state.since.isoformat() if state is not None else None,
+        latency_ms=state.last_latency_ms if state is not None else None,
+        message=state.last_message if state is not None else "",
+        url=reverse("admin:components_component_change", args=[component.pk]),
+        latencies=latencies,
+    )
+
+
+def _change_item(change: StateChange) -> ChangeItem:
+    return ChangeItem(
+        slug=change.component.slug,
+        from_state=change.from_state,
+        to_state=change.to_state,
+        at=change.at.isoformat(),
+        message=change.message,
+        trace_id=change.trace_id,
+    )

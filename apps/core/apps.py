@@ -8,5 +8,8 @@ class CoreConfig(AppConfig):
 
     def ready(self) -> None:
         from apps.core import trace
+        from apps.core.selectors import audit_feed_recent
+        from apps.live import snapshots
 
         trace.connect_celery_signals()
+        snapshots.register("events", audit_feed_recent)

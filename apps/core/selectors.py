@@ -2,12 +2,13 @@
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, TypedDict, cast
 
 from celery.result import AsyncResult
 from django.contrib.auth.models import User
 from django.db.models import Case, CharField, QuerySet, Value, When
 from django.db.models.functions import Now
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from apps.core.exceptions import NotFound
@@ -97,3 +98,45 @@ def selftest_get(*, task_id: str) -> SelftestStatus:
             task_id=task_id, status="failed", error=type(result.result).__name__
         )
     return SelftestStatus(task_id=task_id, status="pending")
+
+
+class FeedItem(TypedDict):
+    """One audit event as the dashboard's feed shows it (no before/after)."""
+
+    id: int
+    at: str
+    actor: str
+    action: str
+    target: str
+    reason: str
+    trace_id: str
+    url: str
+
+
+def audit_feed_item(event: AuditEvent) -> FeedItem:
+    """``event`` for the live feed, with a link to its target's admin page."""
+    return FeedItem(
+        id=event.pk,
+        at=event.occurred_at.isoformat(),
+        actor=event.actor_label,
+        action=event.action,
+        target=event.target_label,
+        reason=event.reason[:500],
+        trace_id=event.trace_id,
+        url=_admin_url(event.target_type, event.target_id),
+    )
+
+
+def _admin_url(target_type: str, target_id: str) -> str:
+    if not target_type or not target_id:
+        return ""
+    app_label, _, model = target_type.partition(".")
+    try:
+        return reverse(f"admin:{app_label}_{model}_change", args=[target_id])
+    except NoReverseMatch:
+        return ""
+
+
+def audit_feed_recent(*, limit: int = 50) -> list[FeedItem]:
+    """The newest ``limit`` audit events for the live feed, newest first."""
+    return [audit_feed_item(event) for event in AuditEvent.objects.all()[:limit]]

@@ -18,6 +18,7 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from apps import live
 from apps.core.exceptions import (
     AuthenticationFailed,
     Conflict,
@@ -26,6 +27,7 @@ from apps.core.exceptions import (
 )
 from apps.core.models import ApiToken, AuditEvent, Scope
 from apps.core.roles import allowed_scopes
+from apps.core.selectors import audit_feed_item
 from apps.core.trace import current_trace_id
 
 log = structlog.get_logger(__name__)
@@ -51,7 +53,7 @@ def audit_record(
     """Append an audit event; must run inside the write's own transaction."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit_record() must run inside the write's transaction")
-    return AuditEvent.objects.create(
+    event = AuditEvent.objects.create(
         actor=actor,
         actor_label=_actor_label(actor, source),
         source=source,
@@ -64,6 +66,9 @@ def audit_record(
         reason=reason,
         trace_id=current_trace_id(),
     )
+    item = dict(audit_feed_item(event))
+    transaction.on_commit(lambda: live.publish("events", item, key=str(event.pk)))
+    return event
 
 
 def _actor_label(actor: User | None, source: str) -> str:

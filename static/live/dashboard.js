@@ -1,0 +1,285 @@
+// The live dashboard: one WebSocket to /ws/live/, a snapshot, then sequenced deltas.
+// Plain ES module, no build step. Everything shown is set with textContent.
+
+const TOPICS = ["components", "events"];
+// On these topics only the latest delta per key is sent, so their seqs may skip.
+const COALESCED = new Set(["queues", "metrics"]);
+const FEED_MAX = 100;
+const SILENCE_MS = 45000; // the server pings every 20 s
+const BACKOFF_MS = [500, 30000];
+const NO_RETRY = new Map([
+  [4401, "You are signed out. Reload the page to sign in again."],
+  [4403, "Your account may not view the console."],
+]);
+
+const root = document.getElementById("ops-dashboard");
+const connection = document.getElementById("ops-connection");
+const banner = document.getElementById("ops-stale");
+const grid = document.getElementById("ops-components");
+const feed = document.getElementById("ops-events");
+
+const state = {
+  socket: null,
+  attempt: 0,
+  lastMessage: 0,
+  seq: {},
+  tiles: new Map(),
+  feed: [],
+  retryTimer: null,
+  resyncing: false,
+};
+
+function el(tag, attrs = {}, text = "") {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, value);
+  if (text) node.textContent = text;
+  return node;
+}
+
+function clock(iso) {
+  return iso ? new Date(iso).toLocaleTimeString() : "";
+}
+
+function ago(iso) {
+  if (!iso) return "never checked";
+  const seconds = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  if (seconds < 90) return `for ${seconds} s`;
+  if (seconds < 5400) return `for ${Math.round(seconds / 60)} min`;
+  if (seconds < 172800) return `for ${Math.round(seconds / 3600)} h`;
+  return `for ${Math.round(seconds / 86400)} d`;
+}
+
+function setConnection(kind, text) {
+  connection.dataset.state = kind;
+  connection.textContent = text;
+  root.dataset.connection = kind;
+}
+
+function showStale(text) {
+  root.dataset.stale = "true";
+  banner.textContent = text;
+  banner.hidden = false;
+}
+
+function clearStale() {
+  delete root.dataset.stale;
+  banner.hidden = true;
+  banner.textContent = "";
+}
+
+// --- components --------------------------------------------------------------
+function sparkline(values) {
+  const width = 120;
+  const height = 28;
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("class", "ops-spark");
+  svg.setAttribute("aria-hidden", "true");
+  if (values.length < 2) return svg;
+  const max = Math.max(...values) || 1;
+  const step = width / (values.length - 1);
+  const points = values.map((v, i) => `${(i * step).toFixed(1)},${(height - 2 - (v / max) * (height - 4)).toFixed(1)}`);
+  const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
+  line.setAttribute("points", points.join(" "));
+  svg.append(line);
+  return svg;
+}
+
+function renderTile(tile) {
+  const item = el("li", { "data-slug": tile.slug });
+  const link = el("a", { class: "ops-tile", href: tile.url, "data-state": tile.state });
+  link.append(el("span", { class: "ops-tile-name" }, tile.name));
+  link.append(el("span", { class: "ops-tile-state" }, tile.state));
+  link.append(el("span", { class: "ops-tile-since", "data-since": tile.since || "" }, ago(tile.since)));
+  const latency = tile.latency_ms == null ? "–" : `${Math.round(tile.latency_ms)} ms`;
+  link.append(el("span", { class: "ops-tile-latency" }, latency));
+  link.append(sparkline(tile.latencies || []));
+  link.setAttribute("aria-label", `${tile.name}: ${tile.state}, ${ago(tile.since)}, latency ${latency}`);
+  item.append(link);
+  return item;
+}
+
+function renderGrid() {
+  const tiles = [...state.tiles.values()].sort((a, b) => (a.group + a.name).localeCompare(b.group + b.name));
+  grid.replaceChildren(...tiles.map(renderTile));
+  if (!tiles.length) grid.append(el("li", { class: "ops-empty" }, "No components registered yet."));
+}
+
+function componentsSnapshot(data) {
+  state.tiles = new Map(data.tiles.map((tile) => [tile.slug, tile]));
+  renderGrid();
+  return data.changes.map(changeItem);
+}
+
+function changeItem(change) {
+  const tile = state.tiles.get(change.slug);
+  return {
+    key: `change:${change.slug}:${change.at}`,
+    at: change.at,
+    text: `${tile ? tile.name : change.slug}: ${change.from_state} → ${change.to_state}`,
+    detail: change.message || "",
+    url: tile ? tile.url : "",
+    trace: change.trace_id || "",
+    kind: change.to_state,
+  };
+}
+
+function componentsDelta(payload, traceId) {
+  const tile = state.tiles.get(payload.slug);
+  if (!tile) return false; // a new component: only a snapshot knows its name and link
+  Object.assign(tile, {
+    state: payload.state,
+    since: payload.since,
+    latency_ms: payload.latency_ms,
+    message: payload.message || "",
+  });
+  if (payload.latency_ms != null) tile.latencies = [...(tile.latencies || []), payload.latency_ms].slice(-30);
+  renderGrid();
+  addFeed([changeItem({ ...payload, to_state: payload.state, at: payload.since, trace_id: traceId })]);
+  return true;
+}
+
+// --- events feed ---------------------------------------------------------------
+function auditItem(event) {
+  const target = event.target ? ` ${event.target}` : "";
+  return {
+    key: `audit:${event.id}`,
+    at: event.at,
+    text: `${event.actor} · ${event.action}${target}`,
+    detail: event.reason || "",
+    url: event.url || "",
+    trace: event.trace_id || "",
+    kind: "audit",
+  };
+}
+
+function addFeed(items) {
+  const known = new Set(state.feed.map((item) => item.key));
+  state.feed = [...items.filter((item) => !known.has(item.key)), ...state.feed]
+    .sort((a, b) => Date.parse(b.at) - Date.parse(a.at))
+    .slice(0, FEED_MAX);
+  renderFeed();
+}
+
+function renderFeed() {
+  feed.replaceChildren(
+    ...state.feed.map((item) => {
+      const row = el("li", { "data-kind": item.kind });
+      row.append(el("time", { datetime: item.at }, clock(item.at)));
+      row.append(item.url ? el("a", { href: item.url }, item.text) : el("span", {}, item.text));
+      if (item.detail) row.append(el("span", { class: "ops-detail" }, item.detail));
+      if (item.trace) {
+        const href = `/admin/core/auditevent/?q=${encodeURIComponent(item.trace)}`;
+        row.append(el("a", { class: "ops-trace", href, title: "Everything with this trace id" }, "trace"));
+      }
+      return row;
+    }),
+  );
+}
+
+// --- protocol ----------------------------------------------------------------
+function send(message) {
+  if (state.socket && state.socket.readyState === WebSocket.OPEN) state.socket.send(JSON.stringify(message));
+}
+
+function onSnapshot(message) {
+  state.resyncing = false;
+  let items = [];
+  for (const [topic, entry] of Object.entries(message.topics)) {
+    state.seq[topic] = entry.seq;
+    if (entry.error || entry.data == null) continue;
+    if (topic === "components") items = items.concat(componentsSnapshot(entry.data));
+    if (topic === "events") items = items.concat(entry.data.map(auditItem));
+  }
+  state.feed = [];
+  addFeed(items);
+  clearStale();
+  setConnection("live", "Live");
+}
+
+function resync() {
+  state.resyncing = true; // deltas wait for the snapshot that brings us level
+  send({ type: "resync" });
+}
+
+function onDeltas(message) {
+  for (const item of message.items) {
+    if (state.resyncing) return;
+    const last = state.seq[item.topic] ?? 0;
+    if (item.seq <= last) continue; // covered by the snapshot
+    if (item.seq !== last + 1 && !COALESCED.has(item.topic)) return resync();
+    state.seq[item.topic] = item.seq;
+    if (item.topic === "components" && !componentsDelta(item.payload, item.trace_id)) return resync();
+    if (item.topic === "events") addFeed([auditItem(item.payload)]);
+  }
+  return undefined;
+}
+
+function onMessage(message) {
+  switch (message.type) {
+    case "snapshot":
+      return onSnapshot(message);
+    case "deltas":
+      return onDeltas(message);
+    case "ping":
+      return send({ type: "pong" });
+    case "status":
+      if (message.degraded) {
+        setConnection("degraded", "Degraded");
+        showStale("The server lost its live feed: what you see may be out of date until it recovers.");
+      }
+      return undefined;
+    default:
+      return undefined;
+  }
+}
+
+function connect() {
+  clearTimeout(state.retryTimer);
+  setConnection("connecting", "Connecting…");
+  const protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  const socket = new WebSocket(`${protocol}//${location.host}${root.dataset.socket}`);
+  state.socket = socket;
+  socket.addEventListener("open", () => {
+    state.attempt = 0;
+    state.resyncing = false;
+    state.lastMessage = Date.now();
+    send({ type: "subscribe", topics: TOPICS });
+  });
+  socket.addEventListener("message", (event) => {
+    state.lastMessage = Date.now();
+    onMessage(JSON.parse(event.data));
+  });
+  socket.addEventListener("close", (event) => {
+    if (state.socket === socket) lost(event.code);
+  });
+}
+
+function lost(code) {
+  state.socket = null;
+  const at = new Date().toLocaleTimeString();
+  if (NO_RETRY.has(code)) {
+    setConnection("closed", "Disconnected");
+    showStale(`Live updates stopped at ${at}. ${NO_RETRY.get(code)}`);
+    return;
+  }
+  const [base, cap] = BACKOFF_MS;
+  const delay = Math.min(cap, base * 2 ** state.attempt) * (0.5 + Math.random() / 2);
+  state.attempt += 1;
+  setConnection("stale", "Reconnecting…");
+  showStale(`Live updates stopped at ${at}; reconnecting in ${Math.ceil(delay / 1000)} s. What you see may be out of date.`);
+  state.retryTimer = setTimeout(connect, delay);
+}
+
+// A socket that went silent (no ping for 45 s) is dead even if it never closed.
+setInterval(() => {
+  const socket = state.socket;
+  if (socket && socket.readyState === WebSocket.OPEN && Date.now() - state.lastMessage > SILENCE_MS) {
+    state.socket = null;
+    socket.close();
+    lost(1006);
+  }
+  for (const since of grid.querySelectorAll("[data-since]")) since.textContent = ago(since.dataset.since);
+}, 5000);
+
+connect();

@@ -1,0 +1,130 @@
+"""The live dashboard in a real browser, against real daphne, worker and beat (#8).
+
+Screenshots go to var/artifacts/ so CI keeps them.
+"""
+
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+from playwright.sync_api import Browser, Page, expect
+
+from apps.core.models import AuditEvent
+from apps.core.roles import OPERATOR, VIEWER
+from apps.flags.services import flag_create
+from opsconsole.beat import beat_lock_key
+from opsconsole.embedded import free_port
+from tests.browser.test_admin import _log_in, _staff_user
+from tests.components.helpers import http_target, make_component
+from tests.flags.builders import flag_data
+from tests.procs import celery_beat, celery_worker, daphne
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "artifacts"
+INTERVAL = 1
+
+
+def _shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"dashboard-{name}.png"), full_page=True)
+
+
+def _switch_off_in_admin(page: Page, key: str) -> None:
+    page.goto("/admin/flags/flag/")
+    row = page.locator("#result_list tbody tr", has_text=key)
+    row.locator("input.action-select").check()
+    page.locator("select[name=action]").select_option("switch_off")
+    page.locator("button[name=index]").click()
+    page.get_by_label("Reason:").fill("dashboard test")
+    page.get_by_role("button", name="Confirm").click()
+    expect(page.locator("ul.messagelist")).to_contain_text("Switched off 1 of 1.")
+
+
+def test_dashboard__target_down_flag_switched_server_restarted__page_follows_live(
+    browser: Browser, tmp_path: Path
+):
+    # Given a checked HTTP component, a flag, and an operator on the dashboard
+    redis.Redis.from_url(settings.REDIS_URL).delete(beat_lock_key())
+    username, password = _staff_user(OPERATOR)
+    flag_create(
+        key="dashboard-banner",
+        data=flag_data(name="Dashboard banner"),
+        actor=None,
+        reason="",
+        source=AuditEvent.Source.SYSTEM,
+    )
+    port = free_port()
+    with ExitStack() as stack:
+        target = stack.enter_context(http_target())
+        component = make_component(
+            config={"url": target.url("/svc")},
+            interval_seconds=INTERVAL,
+            timeout_seconds=2.0,
+            failure_threshold=1,
+            success_threshold=1,
+        )
+        stack.enter_context(celery_worker(tmp_path, name="dashboard"))
+        stack.callback(celery_beat(tmp_path).stop)
+        web = ExitStack()
+        stack.enter_context(web)
+        url = web.enter_context(daphne(tmp_path, port=port))
+        context = browser.new_context(base_url=url)
+        stack.callback(context.close)
+        page = context.new_page()
+        _log_in(page, username, password)
+        page.goto("/dashboard/")
+        tile = page.locator(f'li[data-slug="{component.slug}"] a.ops-tile')
+        expect(tile).to_have_attribute("data-state", "healthy", timeout=20_000)
+        expect(page.locator("#ops-connection")).to_have_text("Live")
+        _shot(page, "healthy")
+
+        # When its target fails, the tile turns unhealthy without a reload
+        target.status = 503
+        expect(tile).to_have_attribute(
+            "data-state", "unhealthy", timeout=(INTERVAL + 5) * 1000
+        )
+        feed = page.locator("#ops-events")
+        expect(feed).to_contain_text(f"{component.name}: healthy → unhealthy")
+        _shot(page, "unhealthy")
+
+        # When a flag is switched in another tab, the feed shows who did it
+        _switch_off_in_admin(context.new_page(), "dashboard-banner")
+        expect(feed).to_contain_text(f"{username} · flag.toggled")
+
+        # When daphne stops, the page says it is stale; when it is back, it resyncs
+        web.close()
+        banner = page.locator("#ops-stale")
+        expect(banner).to_be_visible(timeout=10_000)
+        expect(banner).to_contain_text("Live updates stopped")
+        _shot(page, "stale")
+        target.status = 200
+        web.enter_context(daphne(tmp_path, port=port))
+        expect(banner).to_be_hidden(timeout=30_000)
+        expect(page.locator("#ops-connection")).to_have_text("Live")
+        expect(tile).to_have_attribute("data-state", "healthy", timeout=10_000)
+        _shot(page, "resynced")
+
+
+def test_dashboard__anonymous__redirected_to_login(page: Page, web: str):
+    page.goto("/dashboard/")
+
+    expect(page).to_have_url(f"{web}/admin/login/?next=/dashboard/")
+
+
+def test_dashboard__viewer__sees_components_and_admin_links_to_it(page: Page, web: str):
+    username, password = _staff_user(VIEWER)
+    make_component(slug="viewer-sees-this")
+    _log_in(page, username, password)
+
+    page.get_by_role("link", name="Live dashboard").click()
+
+    expect(page).to_have_url(f"{web}/dashboard/")
+    expect(page.locator('li[data-slug="viewer-sees-this"] a.ops-tile')).to_have_count(1)
+    expect(page.locator("#ops-connection")).to_have_text("Live")
