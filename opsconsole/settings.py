@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "apps.live",
     "apps.components",
     "apps.flags",
+    "apps.breakers",
 ]
 
 MIDDLEWARE = [
