@@ -72,6 +72,8 @@ def add_errors(form: forms.BaseForm, exc: OpsError) -> None:
 
 class FlagForm(forms.ModelForm):
     reason = reason_field()
+    # Set by the admin when the write refused a change this form had passed.
+    refused: OpsError | None = None
     # The version the operator saw: a change made meanwhile is refused, not lost.
     loaded_version = forms.IntegerField(widget=forms.HiddenInput, required=False)
 
@@ -87,15 +89,22 @@ class FlagForm(forms.ModelForm):
     def flag_changes(self) -> dict[str, Any]:
         """The flag fields to write: all of them for a new flag, else those changed."""
         adding = self.instance._state.adding
-        names = self.fields if adding else self.changed_data
         data = getattr(self, "cleaned_data", {})
+        names = [name for name in self.fields if name in FLAG_FIELDS and name in data]
+        if adding:
+            return {name: data[name] for name in names}
+        # changed_data also lists JSON fields whose text merely differs in layout.
         return {
-            name: data[name] for name in names if name in FLAG_FIELDS and name in data
+            name: data[name]
+            for name in names
+            if name in self.changed_data and data[name] != self.initial.get(name)
         }
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         changes = self.flag_changes()
+        if self.refused is not None:
+            add_errors(self, self.refused)
         if self.errors or not changes:
             return data
         try:

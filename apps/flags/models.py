@@ -128,3 +128,155 @@ class FlagVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.flag_id} v{self.version}"
+
+
+class ChangeStatus(models.TextChoices):
+    OPEN = "open"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    APPLIED = "applied"
+    CANCELLED = "cancelled"
+
+
+class ChangeRequest(models.Model):
+    """A change to a flag that requires approval: proposed, approved by another, applied.
+
+    ``changes`` holds only the fields the change sets; applying puts them on the flag
+    as it is then. Each edit bumps ``revision``, which voids earlier approvals.
+    """
+
+    flag = models.ForeignKey(
+        Flag, on_delete=models.CASCADE, related_name="change_requests"
+    )
+    action = models.CharField(max_length=20)
+    changes = models.JSONField()
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    reason = models.TextField(blank=True)
+    status = models.CharField(
+        max_length=10,
+        choices=ChangeStatus.choices,
+        default=ChangeStatus.OPEN,
+        db_index=True,
+    )
+    revision = models.PositiveIntegerField(default=1)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    decision_reason = models.TextField(blank=True)
+    applied_version = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=ChangeStatus.values),
+                name="changerequest_known_status",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status="applied")
+                | models.Q(applied_version__isnull=False),
+                name="changerequest_applied_has_version",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"change request #{self.pk}"
+
+
+class ChangeApproval(models.Model):
+    """One operator's approval of one revision of a change request."""
+
+    change_request = models.ForeignKey(
+        ChangeRequest, on_delete=models.CASCADE, related_name="approvals"
+    )
+    approver = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    revision = models.PositiveIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["change_request", "approver", "revision"],
+                name="changeapproval_once_per_revision",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.approver_id} approved #{self.change_request_id}"
+
+
+class ScheduleStatus(models.TextChoices):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class ScheduledChange(models.Model):
+    """A change to make at ``run_at`` ("switch on at 02:00"), applied by beat."""
+
+    flag = models.ForeignKey(
+        Flag, on_delete=models.CASCADE, related_name="scheduled_changes"
+    )
+    action = models.CharField(max_length=20)
+    changes = models.JSONField()
+    run_at = models.DateTimeField()
+    reason = models.TextField(blank=True)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    status = models.CharField(
+        max_length=10, choices=ScheduleStatus.choices, default=ScheduleStatus.PENDING
+    )
+    outcome = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run_at"]
+        indexes = [
+            models.Index(
+                fields=["run_at"],
+                condition=models.Q(status="pending"),
+                name="scheduledchange_due",
+            ),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=ScheduleStatus.values),
+                name="scheduledchange_known_status",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.flag_id} at {self.run_at:%Y-%m-%d %H:%M}"
+
+
+class FlagUsage(models.Model):
+    """How often each flag was evaluated and when last, flushed from every process."""
+
+    key = models.CharField(max_length=150, unique=True)
+    evaluations = models.BigIntegerField(default=0)
+    last_evaluated_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.evaluations}"

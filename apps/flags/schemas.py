@@ -6,7 +6,8 @@ from typing import Any
 from ninja import Field, Schema
 from pydantic import AwareDatetime
 
-from apps.flags.models import FlagType, FlagVersion
+from apps.flags.models import ChangeRequest, FlagType, FlagVersion
+from apps.flags.selectors import change_request_approvers
 
 
 class Reasoned(Schema):
@@ -141,3 +142,46 @@ class EvaluationOut(Schema):
     reason: str
     error_code: str | None
     error_message: str
+
+
+class ChangeRequestIn(Reasoned):
+    changes: dict[str, Any] = Field(
+        ..., description="The flag fields to set, as in PATCH /flags/{key}."
+    )
+
+
+class DecisionIn(Schema):
+    reason: str = Field(..., min_length=1, max_length=2000)
+
+
+class ChangeRequestOut(Schema):
+    id: int
+    flag: str
+    action: str
+    changes: dict[str, Any]
+    reason: str
+    status: str
+    revision: int
+    author: str | None
+    approvers: list[str]
+    decided_by: str | None
+    decision_reason: str
+    applied_version: int | None
+    created_at: datetime
+    updated_at: datetime
+
+    @staticmethod
+    def resolve_flag(obj: ChangeRequest) -> str:
+        return obj.flag.key
+
+    @staticmethod
+    def resolve_author(obj: ChangeRequest) -> str | None:
+        return obj.author.get_username() if obj.author else None
+
+    @staticmethod
+    def resolve_decided_by(obj: ChangeRequest) -> str | None:
+        return obj.decided_by.get_username() if obj.decided_by else None
+
+    @staticmethod
+    def resolve_approvers(obj: ChangeRequest) -> list[str]:
+        return change_request_approvers(request=obj)

@@ -1,13 +1,19 @@
 """Reads of the flags app."""
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Count, F, Func, Max, QuerySet, Sum
 
 from apps.core.exceptions import NotFound
-from apps.flags.models import Flag, FlagVersion, Segment
-from apps.flags.specs import FLAG_FIELDS, flag_spec, segment_spec
+from apps.flags.models import (
+    ChangeRequest,
+    Flag,
+    FlagVersion,
+    Segment,
+)
+from apps.flags.specs import FLAG_FIELDS, flag_apply, flag_spec, segment_spec
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +72,41 @@ def flag_tags() -> list[str]:
     """Every tag some flag carries, sorted."""
     unnested = Flag.objects.annotate(tag=Func(F("tags"), function="unnest"))
     return sorted(set(unnested.values_list("tag", flat=True)))
+
+
+def change_request_list(*, key: str = "", status: str = "") -> QuerySet[ChangeRequest]:
+    """Change requests, newest first; of one flag and in one status when asked."""
+    requests = ChangeRequest.objects.select_related("flag", "author", "decided_by")
+    if key:
+        requests = requests.filter(flag__key=key)
+    return requests.filter(status=status) if status else requests
+
+
+def change_request_get(*, request_id: int, key: str = "") -> ChangeRequest:
+    """One change request (of flag ``key`` when given); NotFound when there is none."""
+    found = change_request_list(key=key).filter(pk=request_id).first()
+    if found is None:
+        raise NotFound(f"no change request #{request_id}")
+    return found
+
+
+def change_request_approvers(*, request: ChangeRequest) -> list[str]:
+    """Who approved the request's current revision."""
+    approvals = request.approvals.filter(revision=request.revision)
+    return list(approvals.values_list("approver__username", flat=True))
+
+
+def change_request_diff(*, request: ChangeRequest) -> list[FieldChange]:
+    """What applying the request would change on the flag as it is now."""
+    before = flag_spec(request.flag)
+    proposed = copy.copy(request.flag)
+    flag_apply(proposed, request.changes)
+    after = flag_spec(proposed)
+    return [
+        FieldChange(field, before[field], after[field])
+        for field in FLAG_FIELDS
+        if before[field] != after[field]
+    ]
 
 
 def segment_list() -> QuerySet[Segment]:

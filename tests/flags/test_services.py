@@ -3,9 +3,9 @@ from django.contrib.auth.models import Group
 
 from apps.core.exceptions import NotFound, PreconditionFailed, ValidationFailed
 from apps.core.models import AuditEvent
-from apps.flags import services
 from apps.flags import snapshot as snapshot_module
 from apps.flags.models import Flag, FlagVersion
+from apps.flags.services import common as services_common
 from apps.flags.services import (
     flag_archive,
     flag_create,
@@ -110,7 +110,7 @@ def test_flag_update__audit_write_fails__flag_and_version_rolled_back(monkeypatc
     def broken_audit(**kwargs):
         raise RuntimeError("audit down")
 
-    monkeypatch.setattr(services, "audit_record", broken_audit)
+    monkeypatch.setattr(services_common, "audit_record", broken_audit)
     with pytest.raises(RuntimeError):
         flag_toggle(key="checkout", enabled=False, actor=None, reason="", source=API)
 

@@ -9,9 +9,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from apps.core.cli import add_format_argument, iso, render_rows
 from apps.core.exceptions import OpsError
 from apps.core.models import AuditEvent
-from apps.flags.models import Flag, FlagVersion
+from apps.flags.models import ChangeRequest, Flag, FlagVersion
 from apps.flags.selectors import flag_get, flag_history, flag_list
-from apps.flags.services import flag_toggle
+from apps.flags.services import FlagChange, flag_toggle
 from apps.flags.specs import flag_spec
 
 LIST_COLUMNS = [
@@ -84,13 +84,22 @@ class Command(BaseCommand):
             reason=reason,
             source=AuditEvent.Source.CLI,
         )
-        self.stdout.write(f"Switched {flag.key} {state} (version {flag.version}).")
+        self._report(flag, f"Switched {key} {state}")
 
     def _history(self, *, key: str, output_format: str, **_: Any) -> None:
         rows = [
             _version_row(version) for version in flag_history(key=flag_get(key=key).key)
         ]
         self._render(rows, HISTORY_COLUMNS, output_format)
+
+    def _report(self, change: FlagChange, done: str) -> None:
+        if isinstance(change, ChangeRequest):
+            self.stdout.write(
+                f"{change.flag.key} requires approval: opened change request "
+                f"#{change.pk}."
+            )
+        else:
+            self.stdout.write(f"{done} (version {change.version}).")
 
     def _render(
         self, rows: list[dict[str, str]], columns: list[str], output_format: str

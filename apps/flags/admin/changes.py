@@ -1,0 +1,172 @@
+"""Admin for change requests (four-eyes): read-only pages, decided through actions.
+
+Approving and applying act at once; rejecting and cancelling ask for a reason. The
+services refuse what the rules forbid (an author approving their own request, an
+apply the flag set no longer accepts) and the refusal is shown per request.
+"""
+
+import json
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Count, F, Q, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from apps.flags.admin.common import ADMIN, confirmed, each, operator_of
+from apps.flags.models import ChangeRequest
+from apps.flags.selectors import change_request_approvers, change_request_diff
+from apps.flags.services import (
+    change_request_apply,
+    change_request_approve,
+    change_request_cancel,
+    change_request_reject,
+)
+
+FIELDS = (
+    "flag",
+    "action",
+    "status",
+    "author",
+    "reason",
+    "proposed",
+    "revision",
+    "approved_by",
+    "decided_by",
+    "decision_reason",
+    "applied_version",
+    "created_at",
+    "updated_at",
+)
+
+
+@admin.register(ChangeRequest)
+class ChangeRequestAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "flag", "action", "status", "author", "approvals"]
+    list_display += ["reason", "created_at"]
+    list_filter = ["status", "action", "created_at"]
+    search_fields = ["flag__key", "reason"]
+    list_select_related = ["flag", "author"]
+    fields = readonly_fields = FIELDS
+    actions = ["approve", "apply", "reject", "cancel"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ChangeRequest]:
+        current = Q(approvals__revision=F("revision"))
+        approvals = Count("approvals", filter=current)
+        return super().get_queryset(request).annotate(n_approvals=approvals)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # changes are proposed by changing a flag that requires approval
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        # Every field is read-only: decisions are the list's actions, not a save.
+        buttons = {"show_save": False, "show_save_and_continue": False}
+        context = {**(extra_context or {}), **buttons}
+        return super().changeform_view(request, object_id, form_url, context)
+
+    @admin.display(description="approvals", ordering="n_approvals")
+    def approvals(self, obj: ChangeRequest) -> int:
+        return getattr(obj, "n_approvals", 0)
+
+    @admin.display(description="approved by (this revision)")
+    def approved_by(self, obj: ChangeRequest) -> str:
+        return ", ".join(change_request_approvers(request=obj)) or "—"
+
+    @admin.display(description="what applying changes now")
+    def proposed(self, obj: ChangeRequest) -> SafeString:
+        rows = (
+            (change.field, json.dumps(change.before), json.dumps(change.after))
+            for change in change_request_diff(request=obj)
+        )
+        body = format_html_join(
+            "",
+            "<tr><td>{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
+            rows,
+        )
+        return format_html(
+            "<table><tr><th>field</th><th>now</th><th>proposed</th></tr>{}</table>",
+            body,
+        )
+
+    @admin.action(
+        description="Approve selected change requests", permissions=["change"]
+    )
+    def approve(self, request: HttpRequest, queryset: QuerySet[ChangeRequest]) -> None:
+        who = operator_of(request)
+        done = each(
+            request,
+            queryset,
+            lambda change: change_request_approve(
+                key=change.flag.key, request_id=change.pk, actor=who, source=ADMIN
+            ),
+            "Approved",
+        )
+        self.message_user(request, done)
+
+    @admin.action(description="Apply selected change requests", permissions=["change"])
+    def apply(self, request: HttpRequest, queryset: QuerySet[ChangeRequest]) -> None:
+        who = operator_of(request)
+        done = each(
+            request,
+            queryset,
+            lambda change: change_request_apply(
+                key=change.flag.key, request_id=change.pk, actor=who, source=ADMIN
+            ),
+            "Applied",
+        )
+        self.message_user(request, done)
+
+    @admin.action(description="Reject selected change requests", permissions=["change"])
+    def reject(
+        self, request: HttpRequest, queryset: QuerySet[ChangeRequest]
+    ) -> TemplateResponse | None:
+        return confirmed(
+            self,
+            request,
+            queryset,
+            name="reject",
+            description="Reject selected change requests",
+            permission="change",
+            protected=True,
+            write=lambda change, who, reason: change_request_reject(
+                key=change.flag.key,
+                request_id=change.pk,
+                actor=who,
+                reason=reason,
+                source=ADMIN,
+            ),
+            done="Rejected",
+        )
+
+    @admin.action(description="Cancel selected change requests", permissions=["change"])
+    def cancel(
+        self, request: HttpRequest, queryset: QuerySet[ChangeRequest]
+    ) -> TemplateResponse | None:
+        return confirmed(
+            self,
+            request,
+            queryset,
+            name="cancel",
+            description="Cancel selected change requests",
+            permission="change",
+            protected=True,
+            write=lambda change, who, reason: change_request_cancel(
+                key=change.flag.key,
+                request_id=change.pk,
+                actor=who,
+                reason=reason,
+                source=ADMIN,
+            ),
+            done="Cancelled",
+        )

@@ -1,0 +1,94 @@
+"""What the flags admin pages share: the acting operator, per-object writes with a
+reason page, and how a change that opened a change request is reported.
+"""
+
+from collections.abc import Callable
+from typing import Any, cast
+
+from django.contrib import admin, messages
+from django.contrib.auth.models import User
+from django.db import models
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+
+from apps.core.admin_actions import action_with_reason
+from apps.core.exceptions import OpsError
+from apps.core.models import AuditEvent
+from apps.flags.models import ChangeRequest
+
+ADMIN = AuditEvent.Source.ADMIN
+
+
+def operator_of(request: HttpRequest) -> User:
+    return cast(User, request.user)  # the admin only lets signed-in staff in
+
+
+def opened_message(change: ChangeRequest) -> str:
+    return (
+        f"{change.flag.key} requires approval: opened change request #{change.pk}; "
+        "another operator must approve it before it is applied."
+    )
+
+
+def each(
+    request: HttpRequest,
+    objects: QuerySet[Any],
+    write: Callable[[Any], object],
+    done: str,
+) -> str:
+    """Call ``write`` per object; failures are reported one by one, the rest go on."""
+    count = 0
+    for obj in objects:
+        try:
+            result = write(obj)
+        except OpsError as exc:
+            messages.error(request, f"{obj}: {exc.message}")
+            continue
+        if isinstance(result, ChangeRequest):
+            messages.warning(request, opened_message(result))
+        else:
+            count += 1
+    return f"{done} {count} of {len(objects)}."
+
+
+def confirmed(
+    modeladmin: admin.ModelAdmin,
+    request: HttpRequest,
+    queryset: QuerySet[Any],
+    *,
+    name: str,
+    description: str,
+    permission: str,
+    protected: bool,
+    write: Callable[[Any, User, str], object],
+    done: str,
+) -> TemplateResponse | None:
+    """``write(obj, actor, reason)`` per object after the reason page.
+
+    The reason is required as soon as a protected flag is concerned.
+    """
+
+    def perform(
+        _: admin.ModelAdmin, request: HttpRequest, objects: QuerySet[Any], reason: str
+    ) -> str:
+        return each(
+            request, objects, lambda obj: write(obj, operator_of(request), reason), done
+        )
+
+    action = action_with_reason(
+        name=name,
+        description=description,
+        permissions=[permission],
+        reason_required=protected,
+        perform=perform,
+    )
+    return action(modeladmin, request, queryset)
+
+
+def copy_state(source: models.Model, target: models.Model) -> None:
+    """Make the admin's unsaved instance the row the service wrote."""
+    for field in source._meta.concrete_fields:
+        setattr(target, field.attname, getattr(source, field.attname))
+    target._state.adding = False
+    target._state.db = source._state.db

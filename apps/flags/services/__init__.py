@@ -1,0 +1,37 @@
+"""Writes of the flags app. Every door (admin, API, CLI, tasks) calls these."""
+
+from apps.flags.services.approvals import (
+    change_request_apply,
+    change_request_approve,
+    change_request_cancel,
+    change_request_create,
+    change_request_reject,
+    change_request_update,
+)
+from apps.flags.services.flags import (
+    FlagChange,
+    flag_archive,
+    flag_create,
+    flag_revert,
+    flag_toggle,
+    flag_update,
+    flag_validate,
+    segment_upsert,
+)
+
+__all__ = [
+    "FlagChange",
+    "change_request_apply",
+    "change_request_approve",
+    "change_request_cancel",
+    "change_request_create",
+    "change_request_reject",
+    "change_request_update",
+    "flag_archive",
+    "flag_create",
+    "flag_revert",
+    "flag_toggle",
+    "flag_update",
+    "flag_validate",
+    "segment_upsert",
+]
