@@ -29,6 +29,13 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 5.0,
         "options": {"expires": 10},
     },
+    # Flow 6: queue depths and worker presence for the dashboard. Every 2 s, so a
+    # worker that stops answering is shown gone well within 10 s.
+    "live.sample": {
+        "task": "live.sample",
+        "schedule": 2.0,
+        "options": {"expires": 4},
+    },
     # Delete raw health results past their retention, in bounded batches.
     "components.results_prune": {
         "task": "components.results_prune",

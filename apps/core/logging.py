@@ -20,7 +20,9 @@ _SHARED: list[Any] = [
 
 # Tasks beat sends every second or so: their routine INFO lines (received, succeeded,
 # sent by beat) would drown everything else. Their warnings and errors still show.
-QUIET_TASKS = frozenset({"components.dispatch_due"})
+QUIET_TASKS = frozenset(
+    {"components.dispatch_due", "components.heartbeats_evaluate", "live.sample"}
+)
 _CELERY_TASK_LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.beat")
 
 

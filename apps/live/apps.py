@@ -5,3 +5,14 @@ class LiveConfig(AppConfig):
     name = "apps.live"
     label = "live"
     verbose_name = "Live"
+
+    def ready(self) -> None:
+        from celery import signals
+
+        from apps.live import snapshots
+        from apps.live.queues import stamp_sent_at
+        from apps.live.selectors import queues_latest, workers_latest
+
+        signals.before_task_publish.connect(stamp_sent_at, weak=False)
+        snapshots.register("queues", queues_latest)
+        snapshots.register("workers", workers_latest)

@@ -1,11 +1,13 @@
 // The live dashboard: one WebSocket to /ws/live/, a snapshot, then sequenced deltas.
 // Plain ES module, no build step. Everything shown is set with textContent.
 
-const TOPICS = ["components", "events"];
+const TOPICS = ["components", "events", "queues", "workers"];
 // On these topics only the latest delta per key is sent, so their seqs may skip.
 const COALESCED = new Set(["queues", "metrics"]);
 const FEED_MAX = 100;
 const SILENCE_MS = 45000; // the server pings every 20 s
+const SAMPLE_STALE_MS = 10000; // beat samples queues and workers every 2 s
+const QUEUE_HISTORY = 150;
 const BACKOFF_MS = [500, 30000];
 const NO_RETRY = new Map([
   [4401, "You are signed out. Reload the page to sign in again."],
@@ -17,6 +19,9 @@ const connection = document.getElementById("ops-connection");
 const banner = document.getElementById("ops-stale");
 const grid = document.getElementById("ops-components");
 const feed = document.getElementById("ops-events");
+const queueRows = document.querySelector("#ops-queues tbody");
+const workerList = document.getElementById("ops-workers");
+const sampleLine = document.getElementById("ops-sample");
 
 const state = {
   socket: null,
@@ -27,6 +32,9 @@ const state = {
   feed: [],
   retryTimer: null,
   resyncing: false,
+  queues: new Map(),
+  workers: new Map(),
+  sampledAt: null,
 };
 
 function el(tag, attrs = {}, text = "") {
@@ -177,6 +185,87 @@ function renderFeed() {
   );
 }
 
+// --- queues and workers --------------------------------------------------------
+function seconds(value) {
+  if (value == null) return "–";
+  if (value < 90) return `${value.toFixed(1)} s`;
+  return `${Math.round(value / 60)} min`;
+}
+
+function renderQueues() {
+  const names = [...state.queues.keys()].sort();
+  queueRows.replaceChildren(
+    ...names.map((name) => {
+      const queue = state.queues.get(name);
+      const row = el("tr", { "data-queue": name, "data-busy": queue.depth > 0 ? "true" : "false" });
+      row.append(el("th", { scope: "row" }, name));
+      row.append(el("td", { class: "ops-depth" }, String(queue.depth)));
+      row.append(el("td", {}, seconds(queue.oldest_age_s)));
+      const trend = el("td");
+      trend.append(sparkline(queue.history));
+      row.append(trend);
+      return row;
+    }),
+  );
+}
+
+function renderWorkers() {
+  const names = [...state.workers.keys()].sort();
+  workerList.replaceChildren(
+    ...names.map((name) => {
+      const worker = state.workers.get(name);
+      const text = `${name}: ${worker.active}/${worker.concurrency} busy, ${worker.processed} done`;
+      return el("li", { "data-worker": name }, text);
+    }),
+  );
+  if (!names.length) workerList.append(el("li", { class: "ops-empty" }, "No worker answers."));
+  renderSampleAge();
+}
+
+function renderSampleAge() {
+  if (state.sampledAt == null) return;
+  const age = Date.now() - state.sampledAt * 1000;
+  const stale = age > SAMPLE_STALE_MS;
+  sampleLine.dataset.stale = stale ? "true" : "false";
+  workerList.dataset.stale = stale ? "true" : "false";
+  sampleLine.textContent = stale
+    ? `No sample for ${Math.round(age / 1000)} s: is any worker running? These figures may be out of date.`
+    : `Sampled ${new Date(state.sampledAt * 1000).toLocaleTimeString()}.`;
+}
+
+function queuesSnapshot(data) {
+  state.sampledAt = data.sampled_at;
+  state.queues = new Map(data.queues.map((q) => [q.name, { ...q, history: [q.depth] }]));
+  renderQueues();
+  renderSampleAge();
+}
+
+function workersSnapshot(data) {
+  state.sampledAt = data.sampled_at;
+  state.workers = new Map(data.workers.map((w) => [w.name, w]));
+  renderWorkers();
+}
+
+function queueDelta(payload) {
+  const known = state.queues.get(payload.name);
+  const history = [...(known ? known.history : []), payload.depth].slice(-QUEUE_HISTORY);
+  state.queues.set(payload.name, { ...payload, history });
+  state.sampledAt = payload.sampled_at;
+  renderQueues();
+  renderSampleAge();
+}
+
+function workerDelta(payload, at) {
+  state.sampledAt = payload.sampled_at;
+  if (payload.gone) {
+    state.workers.delete(payload.name);
+    addFeed([{ key: `gone:${payload.name}:${at}`, at: new Date(at * 1000).toISOString(), text: `Worker ${payload.name} stopped answering`, detail: "", url: "", trace: "", kind: "unhealthy" }]);
+  } else {
+    state.workers.set(payload.name, payload);
+  }
+  renderWorkers();
+}
+
 // --- protocol ----------------------------------------------------------------
 function send(message) {
   if (state.socket && state.socket.readyState === WebSocket.OPEN) state.socket.send(JSON.stringify(message));
@@ -190,6 +279,8 @@ function onSnapshot(message) {
     if (entry.error || entry.data == null) continue;
     if (topic === "components") items = items.concat(componentsSnapshot(entry.data));
     if (topic === "events") items = items.concat(entry.data.map(auditItem));
+    if (topic === "queues") queuesSnapshot(entry.data);
+    if (topic === "workers") workersSnapshot(entry.data);
   }
   state.feed = [];
   addFeed(items);
@@ -211,6 +302,8 @@ function onDeltas(message) {
     state.seq[item.topic] = item.seq;
     if (item.topic === "components" && !componentsDelta(item.payload, item.trace_id)) return resync();
     if (item.topic === "events") addFeed([auditItem(item.payload)]);
+    if (item.topic === "queues") queueDelta(item.payload);
+    if (item.topic === "workers") workerDelta(item.payload, item.at);
   }
   return undefined;
 }
@@ -280,6 +373,7 @@ setInterval(() => {
     lost(1006);
   }
   for (const since of grid.querySelectorAll("[data-since]")) since.textContent = ago(since.dataset.since);
-}, 5000);
+  renderSampleAge();
+}, 1000);
 
 connect();

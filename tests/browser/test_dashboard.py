@@ -3,6 +3,7 @@
 Screenshots go to var/artifacts/ so CI keeps them.
 """
 
+import secrets
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from apps.core.models import AuditEvent
 from apps.core.roles import OPERATOR, VIEWER
 from apps.flags.services import flag_create
 from opsconsole.beat import beat_lock_key
+from opsconsole.celery import app
 from opsconsole.embedded import free_port
 from tests.browser.test_admin import _log_in, _staff_user
 from tests.components.helpers import http_target, make_component
@@ -128,3 +130,34 @@ def test_dashboard__viewer__sees_components_and_admin_links_to_it(page: Page, we
     expect(page).to_have_url(f"{web}/dashboard/")
     expect(page.locator('li[data-slug="viewer-sees-this"] a.ops-tile')).to_have_count(1)
     expect(page.locator("#ops-connection")).to_have_text("Live")
+
+
+def test_dashboard__queue_piles_up_and_a_worker_stops__panel_follows(
+    page: Page, web: str, tmp_path: Path
+):
+    # Given a worker that samples, one that will stop, and beat, with a viewer watching
+    redis.Redis.from_url(settings.REDIS_URL).delete(beat_lock_key())
+    username, password = _staff_user(VIEWER)
+    queue = f"piling-{secrets.token_hex(3)}"
+    with ExitStack() as stack:
+        stack.enter_context(celery_worker(tmp_path, name="sampler"))
+        leaving = ExitStack()
+        stack.enter_context(leaving)
+        leaving.enter_context(celery_worker(tmp_path, name="leaving"))
+        stack.callback(celery_beat(tmp_path).stop)
+        _log_in(page, username, password)
+        page.goto("/dashboard/")
+        workers = page.locator("#ops-workers")
+        expect(workers).to_contain_text("leaving-", timeout=15_000)
+
+        # When tasks pile up on a queue nobody consumes, its depth shows
+        for _ in range(5):
+            app.send_task("nobody.runs.this", queue=queue)
+        row = page.locator(f'#ops-queues tr[data-queue="{queue}"]')
+        expect(row.locator(".ops-depth")).to_have_text("5", timeout=10_000)
+
+        # When a worker stops, it is gone from the panel within 10 s
+        leaving.close()
+        expect(workers).not_to_contain_text("leaving-", timeout=10_000)
+        expect(page.locator("#ops-events")).to_contain_text("stopped answering")
+        _shot(page, "queues")
