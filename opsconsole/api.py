@@ -10,6 +10,7 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 
+from apps.breakers.api import router as breakers_router
 from apps.components.api import router as components_router
 from apps.core.api import router as core_router
 from apps.core.auth import API_AUTH
@@ -26,6 +27,7 @@ api = NinjaAPI(
 api.add_router("/", core_router)
 api.add_router("/", flags_router)
 api.add_router("/components", components_router)
+api.add_router("/breakers", breakers_router)
 
 
 def error_body(

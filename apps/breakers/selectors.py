@@ -1,6 +1,7 @@
 """Reads of the breakers app: rows from PostgreSQL, live state from Redis."""
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import redis
 from django.db.models import Max, OuterRef, QuerySet, Subquery
@@ -30,6 +31,25 @@ class BreakerView:
     @property
     def slow_rate(self) -> float | None:
         return round(self.slow * 100 / self.calls, 1) if self.calls else None
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerStatus:
+    """A breaker's row (with its last transition) and its live view, for the doors."""
+
+    breaker: Breaker
+    view: BreakerView
+
+    @property
+    def last_transition_at(self) -> datetime | None:
+        return getattr(self.breaker, "last_transition_at", None)
+
+
+def breaker_statuses(*, name: str | None = None) -> list[BreakerStatus]:
+    """Every breaker (or just ``name``, NotFound if missing) with its live view."""
+    rows = [breaker_get(name=name)] if name is not None else list(breaker_list())
+    views = breaker_views(names=[row.name for row in rows])
+    return [BreakerStatus(row, views[row.name]) for row in rows]
 
 
 def breaker_list() -> QuerySet[Breaker]:

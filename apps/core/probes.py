@@ -17,6 +17,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from apps.breakers.selectors import breakers_readiness
 from apps.flags.snapshot import readiness as flags_readiness
 
 
@@ -90,5 +91,6 @@ async def readyz(request: HttpRequest) -> JsonResponse:
     checks = {"postgresql": asdict(postgres), "redis": asdict(redis_result)}
     failed = [name for name, result in checks.items() if result["status"] != "pass"]
     checks["flags"] = flags_readiness()  # degraded flags warn, never fail
+    checks["breakers"] = breakers_readiness()  # local-only breakers warn too
     body = {"status": "fail" if failed else "pass", "failed": failed, "checks": checks}
     return JsonResponse(body, status=503 if failed else 200)
