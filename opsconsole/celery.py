@@ -36,6 +36,13 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 2.0,
         "options": {"expires": 4},
     },
+    # Flags: make scheduled changes that are due ("switch on at 02:00"). Every 10 s
+    # is precise enough for a wall-clock schedule; rows are claimed SKIP LOCKED.
+    "flags.apply_due_changes": {
+        "task": "flags.apply_due_changes",
+        "schedule": 10.0,
+        "options": {"expires": 10},
+    },
     # Delete raw health results past their retention, in bounded batches.
     "components.results_prune": {
         "task": "components.results_prune",

@@ -16,7 +16,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from apps.core.exceptions import OpsError, ValidationFailed
-from apps.flags.models import Flag, Segment
+from apps.flags.models import Flag, ScheduledChange, Segment
 from apps.flags.selectors import flag_tags
 from apps.flags.services import flag_validate
 from apps.flags.specs import FLAG_FIELDS, SEGMENT_FIELDS
@@ -171,3 +171,22 @@ class SegmentForm(forms.ModelForm):
             except ValidationFailed as exc:
                 add_errors(self, exc)
         return data
+
+
+class ScheduledChangeForm(forms.ModelForm):
+    class Meta:
+        model = ScheduledChange
+        fields = ["flag", "changes", "run_at", "reason"]
+        help_texts = {
+            "changes": 'The flag fields to set, e.g. {"enabled": true} to switch on.',
+            "reason": "Recorded with the change; required for protected flags.",
+        }
+
+    def clean_changes(self) -> dict[str, Any]:
+        changes = self.cleaned_data["changes"]
+        if not isinstance(changes, dict) or not changes:
+            raise ValidationError('Give an object of fields, e.g. {"enabled": true}.')
+        unknown = sorted(set(changes) - set(FLAG_FIELDS))
+        if unknown:
+            raise ValidationError(f"Unknown fields: {', '.join(unknown)}.")
+        return changes

@@ -1,9 +1,10 @@
-"""Change requests of flags under /api/v1/flags/{key}/change-requests (four-eyes).
+"""Change requests (four-eyes) and scheduled changes of a flag, under /api/v1/flags/{key}/.
 
 Proposing needs the operator's ``change_flag`` permission; editing, approving,
 rejecting, applying and cancelling need ``change_changerequest``. An author
 approving their own request gets 403; applying a request the flag set no longer
-accepts gets 422 and changes nothing.
+accepts gets 422 and changes nothing. Scheduled changes are made by beat when due
+and can be cancelled until then.
 """
 
 from django.db.models import QuerySet
@@ -14,14 +15,27 @@ from ninja.responses import Status
 
 from apps.core.models import AuditEvent
 from apps.flags.api_common import Pagination, reader, tagged, writer
-from apps.flags.models import ChangeRequest, ChangeStatus, Flag
+from apps.flags.models import (
+    ChangeRequest,
+    ChangeStatus,
+    Flag,
+    ScheduledChange,
+    ScheduleStatus,
+)
 from apps.flags.schemas import (
     ChangeRequestIn,
     ChangeRequestOut,
     DecisionIn,
     FlagOut,
+    ScheduledChangeIn,
+    ScheduledChangeOut,
 )
-from apps.flags.selectors import change_request_get, change_request_list, flag_get
+from apps.flags.selectors import (
+    change_request_get,
+    change_request_list,
+    flag_get,
+    scheduled_change_list,
+)
 from apps.flags.services import (
     change_request_apply,
     change_request_approve,
@@ -29,6 +43,8 @@ from apps.flags.services import (
     change_request_create,
     change_request_reject,
     change_request_update,
+    scheduled_change_cancel,
+    scheduled_change_create,
 )
 
 router = Router(tags=["flags"])
@@ -39,6 +55,10 @@ ONE = "/flags/{key}/change-requests/{request_id}"
 
 class ChangeRequestFilter(Schema):
     status: ChangeStatus | None = None
+
+
+class ScheduledChangeFilter(Schema):
+    status: ScheduleStatus | None = None
 
 
 @router.get("/flags/{key}/change-requests", response=list[ChangeRequestOut])
@@ -137,3 +157,46 @@ def change_requests_apply(
     actor = writer(request, DECIDE).user
     flag = change_request_apply(key=key, request_id=request_id, actor=actor, source=API)
     return tagged(response, flag)
+
+
+@router.get("/flags/{key}/scheduled-changes", response=list[ScheduledChangeOut])
+@paginate(Pagination)
+def scheduled_changes_list(
+    request: HttpRequest, key: str, filters: Query[ScheduledChangeFilter]
+) -> QuerySet[ScheduledChange]:
+    """The flag's scheduled changes by when they run."""
+    reader(request)
+    key = flag_get(key=key).key
+    return scheduled_change_list(key=key, status=filters.status or "")
+
+
+@router.post("/flags/{key}/scheduled-changes", response={201: ScheduledChangeOut})
+def scheduled_changes_create(
+    request: HttpRequest, key: str, payload: ScheduledChangeIn
+) -> Status[ScheduledChange]:
+    """Make ``changes`` at ``run_at`` (validated then, against the set as it is)."""
+    scheduled = scheduled_change_create(
+        key=key,
+        changes=payload.changes,
+        run_at=payload.run_at,
+        actor=writer(request, "flags.add_scheduledchange").user,
+        reason=payload.reason,
+        source=API,
+    )
+    return Status(201, scheduled)
+
+
+@router.post(
+    "/flags/{key}/scheduled-changes/{change_id}/cancel", response=ScheduledChangeOut
+)
+def scheduled_changes_cancel(
+    request: HttpRequest, key: str, change_id: int, payload: DecisionIn
+) -> ScheduledChange:
+    """Drop a pending scheduled change, with a reason (409 once it ran)."""
+    return scheduled_change_cancel(
+        key=key,
+        change_id=change_id,
+        actor=writer(request, "flags.change_scheduledchange").user,
+        reason=payload.reason,
+        source=API,
+    )

@@ -6,7 +6,7 @@ from typing import Any
 from ninja import Field, Schema
 from pydantic import AwareDatetime
 
-from apps.flags.models import ChangeRequest, FlagType, FlagVersion
+from apps.flags.models import ChangeRequest, FlagType, FlagVersion, ScheduledChange
 from apps.flags.selectors import change_request_approvers
 
 
@@ -185,3 +185,32 @@ class ChangeRequestOut(Schema):
     @staticmethod
     def resolve_approvers(obj: ChangeRequest) -> list[str]:
         return change_request_approvers(request=obj)
+
+
+class ScheduledChangeIn(Reasoned):
+    changes: dict[str, Any] = Field(
+        ..., description='The flag fields to set then, e.g. {"enabled": true}.'
+    )
+    run_at: AwareDatetime
+
+
+class ScheduledChangeOut(Schema):
+    id: int
+    flag: str
+    action: str
+    changes: dict[str, Any]
+    run_at: datetime
+    reason: str
+    author: str | None
+    status: str
+    outcome: str
+    created_at: datetime
+    finished_at: datetime | None
+
+    @staticmethod
+    def resolve_flag(obj: ScheduledChange) -> str:
+        return obj.flag.key
+
+    @staticmethod
+    def resolve_author(obj: ScheduledChange) -> str | None:
+        return obj.author.get_username() if obj.author else None

@@ -11,6 +11,7 @@ from apps.flags.models import (
     ChangeRequest,
     Flag,
     FlagVersion,
+    ScheduledChange,
     Segment,
 )
 from apps.flags.specs import FLAG_FIELDS, flag_apply, flag_spec, segment_spec
@@ -107,6 +108,16 @@ def change_request_diff(*, request: ChangeRequest) -> list[FieldChange]:
         for field in FLAG_FIELDS
         if before[field] != after[field]
     ]
+
+
+def scheduled_change_list(
+    *, key: str = "", status: str = ""
+) -> QuerySet[ScheduledChange]:
+    """Scheduled changes by when they run; of one flag and in one status when asked."""
+    changes = ScheduledChange.objects.select_related("flag", "author")
+    if key:
+        changes = changes.filter(flag__key=key)
+    return changes.filter(status=status) if status else changes
 
 
 def segment_list() -> QuerySet[Segment]:

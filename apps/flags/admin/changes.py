@@ -1,28 +1,40 @@
-"""Admin for change requests (four-eyes): read-only pages, decided through actions.
+"""Admin for change requests (four-eyes) and scheduled changes.
 
-Approving and applying act at once; rejecting and cancelling ask for a reason. The
-services refuse what the rules forbid (an author approving their own request, an
-apply the flag set no longer accepts) and the refusal is shown per request.
+Change requests are read-only pages decided through actions: approving and applying
+act at once; rejecting and cancelling ask for a reason. The services refuse what the
+rules forbid (an author approving their own request, an apply the flag set no longer
+accepts) and the refusal is shown per request. Scheduled changes are added here and
+cancelled with a reason until beat makes them.
 """
 
 import json
 from typing import Any
 
 from django.contrib import admin
+from django.db import models
 from django.db.models import Count, F, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from apps.flags.admin.common import ADMIN, confirmed, each, operator_of
-from apps.flags.models import ChangeRequest
+from apps.flags.admin.common import (
+    ADMIN,
+    confirmed,
+    copy_state,
+    each,
+    operator_of,
+)
+from apps.flags.admin_forms import JSON_FIELD, ScheduledChangeForm
+from apps.flags.models import ChangeRequest, ScheduledChange
 from apps.flags.selectors import change_request_approvers, change_request_diff
 from apps.flags.services import (
     change_request_apply,
     change_request_approve,
     change_request_cancel,
     change_request_reject,
+    scheduled_change_cancel,
+    scheduled_change_create,
 )
 
 FIELDS = (
@@ -40,6 +52,9 @@ FIELDS = (
     "created_at",
     "updated_at",
 )
+
+# Every field of a saved row is read-only: decisions are the list's actions, not a save.
+READ_ONLY = {"show_save": False, "show_save_and_continue": False}
 
 
 @admin.register(ChangeRequest)
@@ -70,9 +85,7 @@ class ChangeRequestAdmin(admin.ModelAdmin):
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        # Every field is read-only: decisions are the list's actions, not a save.
-        buttons = {"show_save": False, "show_save_and_continue": False}
-        context = {**(extra_context or {}), **buttons}
+        context = {**(extra_context or {}), **READ_ONLY}
         return super().changeform_view(request, object_id, form_url, context)
 
     @admin.display(description="approvals", ordering="n_approvals")
@@ -164,6 +177,91 @@ class ChangeRequestAdmin(admin.ModelAdmin):
             write=lambda change, who, reason: change_request_cancel(
                 key=change.flag.key,
                 request_id=change.pk,
+                actor=who,
+                reason=reason,
+                source=ADMIN,
+            ),
+            done="Cancelled",
+        )
+
+
+@admin.register(ScheduledChange)
+class ScheduledChangeAdmin(admin.ModelAdmin):
+    form = ScheduledChangeForm
+    list_display = ["__str__", "flag", "changes", "run_at", "status", "author"]
+    list_display += ["outcome"]
+    list_filter = ["status", "run_at"]
+    search_fields = ["flag__key", "reason"]
+    list_select_related = ["flag", "author"]
+    autocomplete_fields = ["flag"]
+    formfield_overrides = {models.JSONField: JSON_FIELD}
+    actions = ["cancel"]
+    shown = (
+        "flag",
+        "action",
+        "changes",
+        "run_at",
+        "reason",
+        "author",
+        "status",
+        "outcome",
+        "created_at",
+        "finished_at",
+    )
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.shown if obj else ()
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.shown if obj else ["flag", "changes", "run_at", "reason"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # cancelled, never deleted: the audit trail points here
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        context = {**(extra_context or {}), **(READ_ONLY if object_id else {})}
+        return super().changeform_view(request, object_id, form_url, context)
+
+    def save_model(
+        self,
+        request: HttpRequest,
+        obj: ScheduledChange,
+        form: ScheduledChangeForm,
+        change: bool,
+    ) -> None:
+        scheduled = scheduled_change_create(
+            key=form.cleaned_data["flag"].key,
+            changes=form.cleaned_data["changes"],
+            run_at=form.cleaned_data["run_at"],
+            actor=operator_of(request),
+            reason=form.cleaned_data["reason"],
+            source=ADMIN,
+        )
+        copy_state(scheduled, obj)
+
+    @admin.action(
+        description="Cancel selected scheduled changes", permissions=["change"]
+    )
+    def cancel(
+        self, request: HttpRequest, queryset: QuerySet[ScheduledChange]
+    ) -> TemplateResponse | None:
+        return confirmed(
+            self,
+            request,
+            queryset.select_related("flag"),
+            name="cancel",
+            description="Cancel selected scheduled changes",
+            permission="change",
+            protected=True,
+            write=lambda scheduled, who, reason: scheduled_change_cancel(
+                key=scheduled.flag.key,
+                change_id=scheduled.pk,
                 actor=who,
                 reason=reason,
                 source=ADMIN,

@@ -18,6 +18,11 @@ from apps.flags.services.flags import (
     flag_validate,
     segment_upsert,
 )
+from apps.flags.services.schedules import (
+    scheduled_change_cancel,
+    scheduled_change_create,
+    scheduled_changes_apply_due,
+)
 
 __all__ = [
     "FlagChange",
@@ -33,5 +38,8 @@ __all__ = [
     "flag_toggle",
     "flag_update",
     "flag_validate",
+    "scheduled_change_cancel",
+    "scheduled_change_create",
+    "scheduled_changes_apply_due",
     "segment_upsert",
 ]
