@@ -65,6 +65,7 @@ class LocalBreaker:
         with self.lock:
             self.config = config
             self.slow_s = config.slow_call_duration_ms / 1000
+            self.min_calls = config.min_calls
             self.record_types = exception_classes(config.record_exceptions)
             self.ignore_types = exception_classes(config.ignore_exceptions)
             self.window = window_new(config)
@@ -122,27 +123,29 @@ class LocalBreaker:
     def record(self, epoch: int, duration: float, failed: bool | None) -> None:
         """Count one call's outcome in the local window (the hot path)."""
         with self.lock:
-            if epoch != self.epoch or self.state is _DISABLED:
+            state = self.state
+            if epoch != self.epoch or state is _DISABLED:
                 return
             pending = self.pending
             if failed is None:
-                if self.state is _HALF_OPEN:
+                if state is _HALF_OPEN:
                     pending[3] += 1
                     self.ho_admitted -= 1
                 return
             slow = duration >= self.slow_s
             pending[0] += 1
-            pending[1] += failed
-            pending[2] += slow
-            if self.state is _CLOSED:
-                window = self.window
-                window.add(failed, slow)
-                calls, failures, slows = window.totals()
-                if calls >= self.config.min_calls:
+            if failed or slow:
+                pending[1] += failed
+                pending[2] += slow
+            if state is _CLOSED:
+                calls, failures, slows = self.window.add(failed, slow)
+                # Rates only rise with a failed or slow call, or on reaching the minimum.
+                minimum = self.min_calls
+                if calls >= minimum and (failed or slow or calls == minimum):
                     reason = rates_exceeded(self.config, calls, failures, slows)
                     if reason:
                         self.go(_OPEN, reason)
-            elif self.state is _HALF_OPEN:
+            elif state is _HALF_OPEN:
                 self._record_half_open(failed, slow)
 
     def _record_half_open(self, failed: bool, slow: bool) -> None:

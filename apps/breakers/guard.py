@@ -14,12 +14,14 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
+from apps.breakers.config import State
 from apps.breakers.engine import LocalBreaker
 from apps.breakers.exceptions import BreakerOpenError
 
 F = TypeVar("F", bound=Callable[..., Any])
 Fallback = Callable[[Exception], Any]
 _perf = time.perf_counter
+_CLOSED = State.CLOSED
 
 
 class Guard:
@@ -32,7 +34,8 @@ class Guard:
         self._fallback = fallback
 
     def __enter__(self) -> "Guard":
-        self._epoch = self._breaker.acquire()
+        breaker = self._breaker
+        self._epoch = breaker.epoch if breaker.state is _CLOSED else breaker.acquire()
         self._start = _perf()
         return self
 
@@ -75,7 +78,7 @@ def _wrap_sync(
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            epoch = breaker.acquire()
+            epoch = breaker.epoch if breaker.state is _CLOSED else breaker.acquire()
         except BreakerOpenError as exc:
             return _fall_back(fallback, exc)
         start = _perf()
@@ -99,7 +102,9 @@ def _wrap_async(
     @functools.wraps(fn)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            epoch = breaker.acquire_fast()
+            epoch = (
+                breaker.epoch if breaker.state is _CLOSED else breaker.acquire_fast()
+            )
             if epoch is None:
                 epoch = await asyncio.to_thread(breaker.acquire_permit)
         except BreakerOpenError as exc:

@@ -19,34 +19,41 @@ class CountWindow:
         self._next = 0
         self.calls = self.failures = self.slow = 0
 
-    def add(self, failed: bool, slow: bool) -> None:
+    def add(self, failed: bool, slow: bool) -> tuple[int, int, int]:
+        """Count one outcome; the totals after it."""
         code = (_FAILED if failed else 0) | (_SLOW if slow else 0)
+        at = self._next
         if self.calls == self._size:
-            old = self._outcomes[self._next]
-            self.failures -= old & _FAILED
-            self.slow -= (old & _SLOW) >> 1
+            old = self._outcomes[at]
+            if old:
+                self.failures -= old & _FAILED
+                self.slow -= (old & _SLOW) >> 1
         else:
             self.calls += 1
-        self._outcomes[self._next] = code
-        self._next = (self._next + 1) % self._size
-        self.failures += failed
-        self.slow += slow
+        self._outcomes[at] = code
+        self._next = at + 1 if at + 1 < self._size else 0
+        if code:
+            self.failures += failed
+            self.slow += slow
+        return self.calls, self.failures, self.slow
 
     def totals(self) -> tuple[int, int, int]:
         return self.calls, self.failures, self.slow
 
 
 class TimeWindow:
-    """Per-second buckets over the last ``size`` seconds."""
+    """Per-second buckets over the last ``size`` seconds, with running totals."""
 
-    __slots__ = ("_buckets", "_size")
+    __slots__ = ("_buckets", "_size", "calls", "failures", "slow")
 
     def __init__(self, size: int) -> None:
         self._size = size
-        # epoch second -> [calls, failures, slow]
+        # second (monotonic) -> [calls, failures, slow]
         self._buckets: dict[int, list[int]] = {}
+        self.calls = self.failures = self.slow = 0
 
-    def add(self, failed: bool, slow: bool) -> None:
+    def add(self, failed: bool, slow: bool) -> tuple[int, int, int]:
+        """Count one outcome; the totals after it."""
         second = int(time.monotonic())
         bucket = self._buckets.get(second)
         if bucket is None:
@@ -55,17 +62,21 @@ class TimeWindow:
         bucket[0] += 1
         bucket[1] += failed
         bucket[2] += slow
+        self.calls += 1
+        self.failures += failed
+        self.slow += slow
+        return self.calls, self.failures, self.slow
 
     def _expire(self, now: int) -> None:
         for second in [s for s in self._buckets if s <= now - self._size]:
-            del self._buckets[second]
+            calls, failures, slow = self._buckets.pop(second)
+            self.calls -= calls
+            self.failures -= failures
+            self.slow -= slow
 
     def totals(self) -> tuple[int, int, int]:
         self._expire(int(time.monotonic()))
-        calls = failures = slow = 0
-        for c, f, s in self._buckets.values():
-            calls, failures, slow = calls + c, failures + f, slow + s
-        return calls, failures, slow
+        return self.calls, self.failures, self.slow
 
 
 Window = CountWindow | TimeWindow
