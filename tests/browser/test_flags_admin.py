@@ -52,3 +52,31 @@ def test_flags_admin__operator_switches_flag_off_with_reason__row_shows_off(
         username,
         "banner breaks checkout on Safari",
     )
+
+
+def test_flags_admin__operator_switches_on_with_requirement_off__field_error(
+    page: Page, web: str
+):
+    # Given a flag that requires another one, which is off
+    for key, extra in (("base", {}), ("child", {"requires": [{"flag": "base"}]})):
+        flag_create(
+            key=key,
+            data=flag_data(name=key, enabled=False, **extra),
+            actor=None,
+            reason="",
+            source=AuditEvent.Source.SYSTEM,
+        )
+    username, password = _staff_user(OPERATOR)
+    _log_in(page, username, password)
+    child = Flag.objects.get(key="child")
+
+    # When the operator ticks "enabled" in its change form and saves
+    page.goto(f"/admin/flags/flag/{child.pk}/change/")
+    page.locator("input[name=enabled]").check()
+    page.locator("input[name=_save]").click()
+
+    # Then the error is shown on the "enabled" field and nothing changed
+    expect(page.locator(".field-enabled .errorlist")).to_contain_text(
+        "requires base, which is off"
+    )
+    assert Flag.objects.get(key="child").enabled is False
