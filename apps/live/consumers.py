@@ -31,12 +31,21 @@ from django.core.serializers.json import DjangoJSONEncoder
 
 from apps.core.consumers import ConsoleConsumer
 from apps.live import snapshots
-from apps.live.connection import CLOSE_GOING_AWAY, Connection
+from apps.live.connection import CLOSE_GOING_AWAY, CLOSE_TOO_SLOW, Connection
 from apps.live.hub import Hub, get_hub
 from apps.live.publisher import TOPICS
-from apps.live.transport import Drain, close_going_away, drain_for
+from apps.live.transport import (
+    Drain,
+    allow_slow_close,
+    close_going_away,
+    drain_for,
+)
 
 log = structlog.get_logger(__name__)
+
+# A client closed for being too slow gets this long to read its backlog and the
+# close frame (4408) behind it before the connection is dropped.
+SLOW_CLOSE_SECONDS = 10.0
 
 
 class LiveConsumer(ConsoleConsumer):
@@ -123,6 +132,8 @@ class LiveConsumer(ConsoleConsumer):
     async def close_with(self, code: int) -> None:
         if code == CLOSE_GOING_AWAY and close_going_away(self.base_send):
             return
+        if code == CLOSE_TOO_SLOW:
+            allow_slow_close(self.base_send, seconds=SLOW_CLOSE_SECONDS)
         await self.close(code=code)
 
     async def _going_away(self, receive: Any) -> None:

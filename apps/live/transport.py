@@ -10,7 +10,9 @@ into a resync. Elsewhere ``drain_for`` returns None and ``send`` itself pushes b
 """
 
 import asyncio
+import contextlib
 import functools
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -71,7 +73,22 @@ def drain_for(send: Callable[..., Any]) -> Drain | None:
         consumer.registerProducer(drain, True)
     except RuntimeError:  # another producer owns the connection
         return None
+    _cap_send_buffer(transport)
     return drain
+
+
+# Linux grows a socket's send buffer up to 4 MiB by itself; a dashboard needs far
+# less, and a capped buffer makes a stalled client push back sooner and keeps a
+# thousand stalled sockets from pinning gigabytes of kernel memory.
+SEND_BUFFER_BYTES = 256 * 1024
+
+
+def _cap_send_buffer(transport: Any) -> None:
+    handle = getattr(transport, "getHandle", None)
+    if handle is None:
+        return
+    with contextlib.suppress(OSError):
+        handle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
 
 
 def close_going_away(send: Callable[..., Any]) -> bool:
@@ -86,6 +103,18 @@ def close_going_away(send: Callable[..., Any]) -> bool:
         return False
     protocol.sendCloseFrame(code=1001, isReply=False)
     return True
+
+
+def allow_slow_close(send: Callable[..., Any], *, seconds: float) -> None:
+    """Give the client behind ``send`` ``seconds`` to answer our close frame.
+
+    The frame queues behind the client's unread backlog (bounded by the drain and
+    the send buffer); autobahn's default of one second would drop a client that is
+    catching up before it can read why it was closed.
+    """
+    protocol = _daphne_protocol(send)
+    if protocol is not None and hasattr(protocol, "closeHandshakeTimeout"):
+        protocol.closeHandshakeTimeout = seconds
 
 
 def before_server_shutdown(callback: Callable[[], Awaitable[None]]) -> bool:

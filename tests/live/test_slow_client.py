@@ -19,7 +19,7 @@ pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
 ]
 
-COUNT = 120
+COUNT = 240
 BLOB = "x" * 64 * 1024
 
 
