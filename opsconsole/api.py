@@ -16,6 +16,7 @@ from apps.core.api import router as core_router
 from apps.core.auth import API_AUTH
 from apps.core.exceptions import OpsError
 from apps.flags.api import router as flags_router
+from apps.metrics.api import router as metrics_router
 
 api = NinjaAPI(
     title="opsconsole",
@@ -27,6 +28,7 @@ api = NinjaAPI(
 api.add_router("/", core_router)
 api.add_router("/", flags_router)
 api.add_router("/components", components_router)
+api.add_router("/metrics", metrics_router)
 api.add_router("/breakers", breakers_router)
 
 

@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "apps.live",
     "apps.components",
     "apps.flags",
+    "apps.metrics",
     "apps.breakers",
 ]
 
@@ -207,6 +208,41 @@ OPSCONSOLE_PROBE_TIMEOUT = (
 )
 OPSCONSOLE_TOKEN_TOUCH_SECONDS = 60
 OPSCONSOLE_LIVE_QUEUE_MAX = env_int("OPSCONSOLE_LIVE_QUEUE_MAX", 256, minimum=4)
+
+# --- Metrics (flow 5) --------------------------------------------------------
+# The in-process buffer's bound; past it (with PostgreSQL away) samples spill to disk.
+OPSCONSOLE_METRICS_BUFFER_MAX = env_int(
+    "OPSCONSOLE_METRICS_BUFFER_MAX", 100_000, minimum=100
+)
+# The persister flushes every N ms, or sooner once M samples are waiting.
+OPSCONSOLE_METRICS_FLUSH_INTERVAL_MS = env_int(
+    "OPSCONSOLE_METRICS_FLUSH_INTERVAL_MS", 1000, minimum=10
+)
+OPSCONSOLE_METRICS_FLUSH_BATCH = env_int(
+    "OPSCONSOLE_METRICS_FLUSH_BATCH", 10_000, minimum=1
+)
+OPSCONSOLE_METRICS_SPILL_DIR = Path(
+    env_str("OPSCONSOLE_METRICS_SPILL_DIR", str(BASE_DIR / "var" / "metrics-spill"))
+    or "var/metrics-spill"
+)
+OPSCONSOLE_METRICS_SPILL_MAX_MB = env_int(
+    "OPSCONSOLE_METRICS_SPILL_MAX_MB", 256, minimum=1
+)
+# Raw samples (whole day partitions), then minute, hour and day rollups.
+OPSCONSOLE_METRICS_RAW_RETENTION_DAYS = env_int(
+    "OPSCONSOLE_METRICS_RAW_RETENTION_DAYS", 7, minimum=1
+)
+OPSCONSOLE_METRICS_MINUTE_RETENTION_DAYS = env_int(
+    "OPSCONSOLE_METRICS_MINUTE_RETENTION_DAYS", 30, minimum=1
+)
+OPSCONSOLE_METRICS_HOUR_RETENTION_DAYS = env_int(
+    "OPSCONSOLE_METRICS_HOUR_RETENTION_DAYS", 400, minimum=1
+)
+OPSCONSOLE_METRICS_DAY_RETENTION_DAYS = env_int(
+    "OPSCONSOLE_METRICS_DAY_RETENTION_DAYS", 1825, minimum=1
+)
+# /metrics answers without a token when true.
+OPSCONSOLE_METRICS_PUBLIC = env_bool("OPSCONSOLE_METRICS_PUBLIC", False)
 
 # --- Logging: JSON lines in production, readable in development --------------
 LOG_LEVEL = env_str("OPSCONSOLE_LOG_LEVEL", "INFO") or "INFO"

@@ -1,0 +1,75 @@
+"""Day partitions of ``metrics_sample``: named ``metrics_sample_pYYYYMMDD``, each
+holding [day 00:00 UTC, next day 00:00 UTC). Created ahead by a task and on demand
+by the writer; dropped whole by retention, never emptied with DELETE."""
+
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta
+
+from django.db import connection, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from apps.metrics.db import raw_connection
+
+PARENT = "metrics_sample"
+PREFIX = f"{PARENT}_p"
+# Serialises partition DDL across processes (two CREATE ... IF NOT EXISTS racing
+# can still collide on the catalog).
+_LOCK_KEY = 0x6D657472  # "metr"
+
+
+def partition_name(day: date) -> str:
+    return f"{PREFIX}{day:%Y%m%d}"
+
+
+def partition_day(name: str) -> date | None:
+    """The day a partition named by ``partition_name`` holds, else None."""
+    if not name.startswith(PREFIX):
+        return None
+    try:
+        return datetime.strptime(name.removeprefix(PREFIX), "%Y%m%d").date()  # noqa: DTZ007 - a date only
+    except ValueError:
+        return None
+
+
+def partitions_create(
+    *, days: Iterable[date], database: BaseDatabaseWrapper | None = None
+) -> None:
+    """Create the partitions of ``days`` that do not exist yet."""
+    raw = raw_connection(database)
+    with raw.transaction(), raw.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
+        for day in sorted(set(days)):
+            cursor.execute(
+                f"CREATE TABLE IF NOT EXISTS {partition_name(day)} PARTITION OF {PARENT} "
+                "FOR VALUES FROM (%s) TO (%s)",
+                [_midnight(day), _midnight(day + timedelta(days=1))],
+            )
+
+
+def partitions_list() -> list[str]:
+    """Names of the existing partitions, from pg_catalog, oldest first."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = %s::regclass ORDER BY c.relname",
+            [PARENT],
+        )
+        return [name for (name,) in cursor.fetchall()]
+
+
+def partitions_drop_before(*, day: date) -> list[str]:
+    """Drop every partition holding only days before ``day``; their names."""
+    doomed = [
+        name
+        for name in partitions_list()
+        if (held := partition_day(name)) is not None and held < day
+    ]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
+        for name in doomed:
+            cursor.execute(f"DROP TABLE IF EXISTS {name}")
+    return doomed
+
+
+def _midnight(day: date) -> str:
+    return f"{day.isoformat()} 00:00:00+00"

@@ -1,0 +1,197 @@
+"""The persister: a daemon thread per process that drains the buffer with COPY.
+
+It flushes every ``FLUSH_INTERVAL_MS`` or as soon as ``FLUSH_BATCH`` samples wait.
+A failed flush is retried (tenacity: exponential backoff with jitter); when that
+fails too PostgreSQL counts as away: the samples go back to the buffer, the thread
+probes again after a growing, jittered pause, and once the buffer is half full it
+is spilled to this process's spill file. The first good flush replays the spill
+files. On shutdown (atexit, SIGTERM/SIGINT chained to the previous handlers,
+Celery's worker shutdown signals) the buffer is flushed, or spilled if the
+database is still away, so a graceful stop loses nothing.
+"""
+
+import random
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from django.db import DatabaseError, connections
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from apps.metrics import spill as spill_files
+from apps.metrics.buffer import Buffer, Sample
+from apps.metrics.db import Database, default_database
+from apps.metrics.spill import Spill
+from apps.metrics.storage import SampleWriter
+
+log = structlog.get_logger(__name__)
+DOWN_PAUSE_MAX = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class PersisterStats:
+    """Counters of one process's persister (the /metrics exposition reads these)."""
+
+    buffered: int
+    recorded: int
+    flushed: int
+    flush_failures: int
+    spilled: int
+    replayed: int
+    spill_bytes: int
+    dropped_buffer_full: int
+    dropped_spill_full: int
+    database_away: bool
+
+
+class Persister:
+    """Moves samples from ``buffer`` to the database (this thread's connection
+    from ``database()``)."""
+
+    def __init__(
+        self,
+        *,
+        buffer: Buffer,
+        spill_dir: Path,
+        spill_max_bytes: int,
+        interval: float,
+        batch: int,
+        database: Database = default_database,
+    ) -> None:
+        self.buffer = buffer
+        self.spill = Spill(directory=spill_dir, max_bytes=spill_max_bytes)
+        self.writer = SampleWriter(database=database)
+        self.interval = interval
+        self.batch = batch
+        self.database = database
+        self.flushed = 0
+        self.flush_failures = 0
+        self._away_since: float | None = None
+        self._probe_at = 0.0
+        self._stopping = threading.Event()
+        self._cycle_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._retrying = Retrying(
+            stop=stop_after_attempt(3),
+            wait=wait_exponential_jitter(multiplier=0.05, max=1.0),
+            retry=retry_if_exception_type(DatabaseError),
+            before_sleep=lambda _: self._reset_connection(),
+            reraise=True,
+        )
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name="metrics-persister", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread after a final flush (or spill); wait up to ``timeout``."""
+        self._stopping.set()
+        self.buffer.wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        if self._thread is None:  # never started: flush from here
+            self.cycle(final=True)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self.buffer.wake.wait(self.interval)
+            self.buffer.wake.clear()
+            self.cycle()
+        self.cycle(final=True)
+        self.database().close()
+        connections.close_all()  # this thread's own, e.g. opened by signal receivers
+
+    def cycle(self, *, final: bool = False) -> None:
+        """One pass: replay spill files, drain the buffer; spill when away."""
+        with self._cycle_lock:
+            if self._away_since is None or time.monotonic() >= self._probe_at:
+                try:
+                    self._drain()
+                # Whatever failed, the samples are back in the buffer: keep them
+                # and keep the thread alive (a dead persister would lose them all).
+                except Exception as exc:  # noqa: BLE001
+                    self._went_away(exc)
+            if self._away_since is not None:
+                self._spill_if_needed(everything=final)
+
+    def _drain(self) -> None:
+        if self._away_since is not None or self.spill.has_claimable():
+            for path in self.spill.claim():
+                self._replay(path)
+        for _ in range(self.buffer.bound // self.batch + 1):
+            samples = self.buffer.take(self.batch)
+            if not samples:
+                break
+            self._write(samples)
+        if self._away_since is not None:
+            log.info("metrics.database_back", away_seconds=self._away_seconds())
+        self._away_since = None
+
+    def _write(self, samples: list[Sample]) -> None:
+        try:
+            self._retrying(self.writer.write, samples)
+        except BaseException:
+            self.buffer.put_back(samples)
+            raise
+        self.flushed += len(samples)
+
+    def _replay(self, path: Path) -> None:
+        samples = spill_files.read(path)
+        self._retrying(self.writer.write, samples)
+        path.unlink()
+        self.spill.replayed += len(samples)
+        log.info("metrics.spill_replayed", samples=len(samples), file=path.name)
+
+    def _went_away(self, exc: Exception) -> None:
+        self.flush_failures += 1
+        self._reset_connection()
+        now = time.monotonic()
+        if self._away_since is None:
+            self._away_since = now
+            log.warning("metrics.database_away", error=_first_line(exc))
+        pause = min(DOWN_PAUSE_MAX, 0.5 * 2 ** min(self.flush_failures, 6))
+        self._probe_at = now + pause * random.uniform(0.5, 1.0)  # noqa: S311 - jitter
+
+    def _spill_if_needed(self, *, everything: bool) -> None:
+        if everything or len(self.buffer) >= self.buffer.bound // 2:
+            samples = self.buffer.take(len(self.buffer))
+            if samples:
+                self.spill.write(samples)
+                log.info("metrics.spilled", samples=len(samples))
+
+    def _reset_connection(self) -> None:
+        try:
+            self.database().close()
+        except DatabaseError:
+            self.database().connection = None
+
+    def _away_seconds(self) -> float:
+        return round(time.monotonic() - (self._away_since or time.monotonic()), 3)
+
+    def stats(self) -> PersisterStats:
+        return PersisterStats(
+            buffered=len(self.buffer),
+            recorded=self.buffer.recorded,
+            flushed=self.flushed,
+            flush_failures=self.flush_failures,
+            spilled=self.spill.spilled,
+            replayed=self.spill.replayed,
+            spill_bytes=self.spill.size(),
+            dropped_buffer_full=self.buffer.dropped,
+            dropped_spill_full=self.spill.dropped,
+            database_away=self._away_since is not None,
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
