@@ -98,7 +98,7 @@ def check_jobs_for_claim(
     """The checks to run for the components still held under ``claim_token``."""
     rows = Component.objects.filter(
         id__in=list(component_ids), claim_token=claim_token
-    ).values_list("id", "kind", "config", "timeout_seconds", "retries")
+    ).values_list("id", "kind", "config", "timeout_seconds", "retries", "slug")
     return [CheckJob(*row) for row in rows]
 
 

@@ -1,4 +1,8 @@
-"""Run a batch of checks concurrently, each with its timeout and retries."""
+"""Run a batch of checks concurrently, each with its timeout and retries.
+
+Each check runs through its component's breaker (``component:<slug>``): an unhealthy
+outcome counts as a failure, and an open breaker answers unhealthy without calling out.
+"""
 
 import asyncio
 from dataclasses import dataclass
@@ -7,6 +11,8 @@ from typing import Any
 import structlog
 from pydantic import ValidationError
 
+from apps import breakers
+from apps.breakers import BreakerOpenError
 from apps.components.checkers import KINDS
 from apps.components.checkers.base import UNHEALTHY, CheckOutcome, Stopwatch
 from apps.components.checkers.http import session_scope
@@ -22,6 +28,8 @@ class CheckJob:
     config: dict[str, Any]
     timeout: float
     retries: int
+    # Names the check's breaker, ``component:<slug>``.
+    slug: str = ""
 
 
 def run_jobs(jobs: list[CheckJob]) -> list[CheckOutcome]:
@@ -51,11 +59,32 @@ async def run_job(job: CheckJob) -> CheckOutcome:
         return CheckOutcome(
             UNHEALTHY, 0.0, f"invalid config: {exc.error_count()} error(s)"
         )
-    outcome = await _attempt(kind.check, config, job)
+    try:
+        async with breakers.guard(f"component:{job.slug}"):
+            outcome = await _attempts(kind.check, config, job)
+            if outcome.status == UNHEALTHY:
+                raise _CheckFailed(outcome)
+    except BreakerOpenError as exc:
+        return CheckOutcome(UNHEALTHY, 0.0, exc.message, {"breaker": exc.extra})
+    except _CheckFailed as failed:
+        return failed.outcome
+    return outcome
+
+
+class _CheckFailed(Exception):
+    """Carries an unhealthy outcome out of the guard, so the breaker counts it."""
+
+    def __init__(self, outcome: CheckOutcome) -> None:
+        super().__init__(outcome.message)
+        self.outcome = outcome
+
+
+async def _attempts(check: Any, config: Any, job: CheckJob) -> CheckOutcome:
+    outcome = await _attempt(check, config, job)
     for attempt in range(job.retries):
         if outcome.status != UNHEALTHY:
             break
-        outcome = await _attempt(kind.check, config, job)
+        outcome = await _attempt(check, config, job)
         outcome.details.setdefault("attempts", attempt + 2)
     return outcome
 
