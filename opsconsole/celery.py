@@ -48,5 +48,22 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "task": "components.results_prune",
         "schedule": 3600.0,
     },
+    # Flow 5 (metrics): roll closed minutes (and re-roll those late samples
+    # marked), then the hours and days they belong to. Overlapping runs are safe.
+    "metrics.rollups_run": {
+        "task": "metrics.rollups_run",
+        "schedule": 15.0,
+        "options": {"expires": 30},
+    },
+    # Create raw day partitions a few days ahead (writers also create on demand).
+    "metrics.partitions_prepare": {
+        "task": "metrics.partitions_prepare",
+        "schedule": 3600.0,
+    },
+    # Drop raw day partitions and delete rollups past their retention.
+    "metrics.retention_apply": {
+        "task": "metrics.retention_apply",
+        "schedule": 3600.0,
+    },
 }
 app.conf.beat_schedule = BEAT_SCHEDULE

@@ -2,13 +2,17 @@
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
+from django.conf import settings
 from django.utils import timezone
 
 from apps.core.exceptions import DependencyUnavailable, ValidationFailed
 from apps.metrics import process
 from apps.metrics.buffer import Sample
+from apps.metrics.models import Resolution, Rollup
+from apps.metrics.partitions import partitions_create, partitions_drop_before
+from apps.metrics.rollups import rollup_due
 from apps.metrics.series import tags_tuple
 from apps.metrics.validation import sample_problems
 
@@ -59,3 +63,65 @@ def _checked(given: SampleInput) -> tuple[Sample, dict[str, list[str]]]:
     problems = sample_problems(given.name, value, tags, at)
     utc = at.astimezone(UTC) if at.tzinfo is not None else at
     return Sample(given.name, tags_tuple(tags), utc, value), problems
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionResult:
+    partitions_dropped: tuple[str, ...]
+    rollups_deleted: dict[str, int]
+
+
+def rollups_run(*, now: datetime) -> dict[str, int]:
+    """Roll every due minute, then hour, then day; buckets rolled per resolution.
+
+    A minute is closed once the persister has had two flush intervals (and 5 s)
+    past its end to land its samples; later ones re-roll it.
+    """
+    interval = timedelta(milliseconds=settings.OPSCONSOLE_METRICS_FLUSH_INTERVAL_MS)
+    grace = 2 * interval + timedelta(seconds=5)
+    return {
+        resolution.value: rollup_due(resolution=resolution, now=now, grace=grace)
+        for resolution in (Resolution.MINUTE, Resolution.HOUR, Resolution.DAY)
+    }
+
+
+def retention_apply(*, now: datetime) -> RetentionResult:
+    """Drop raw day partitions past retention, delete rollups past theirs."""
+    raw_days = settings.OPSCONSOLE_METRICS_RAW_RETENTION_DAYS
+    dropped = partitions_drop_before(day=(now - timedelta(days=raw_days)).date())
+    deleted = {
+        resolution.value: _rollups_delete(
+            resolution=resolution, before=now - timedelta(days=days)
+        )
+        for resolution, days in _rollup_retention().items()
+    }
+    return RetentionResult(partitions_dropped=tuple(dropped), rollups_deleted=deleted)
+
+
+def partitions_prepare(*, today: date, days_ahead: int = 3) -> None:
+    """Create the raw partitions of today and the next ``days_ahead`` days."""
+    partitions_create(days=[today + timedelta(days=n) for n in range(days_ahead + 1)])
+
+
+def _rollup_retention() -> dict[Resolution, int]:
+    return {
+        Resolution.MINUTE: settings.OPSCONSOLE_METRICS_MINUTE_RETENTION_DAYS,
+        Resolution.HOUR: settings.OPSCONSOLE_METRICS_HOUR_RETENTION_DAYS,
+        Resolution.DAY: settings.OPSCONSOLE_METRICS_DAY_RETENTION_DAYS,
+    }
+
+
+def _rollups_delete(
+    *, resolution: Resolution, before: datetime, batch: int = 10_000
+) -> int:
+    # In bounded batches: each is a short transaction that holds few locks.
+    deleted = 0
+    while True:
+        ids = list(
+            Rollup.objects.filter(
+                resolution=resolution, bucket_start__lt=before
+            ).values_list("id", flat=True)[:batch]
+        )
+        if not ids:
+            return deleted
+        deleted += Rollup.objects.filter(id__in=ids).delete()[0]
