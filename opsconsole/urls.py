@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from apps.core import probes
+from apps.core.views import trace_page
 from apps.flags.ofrep import ofrep
 from apps.live.views import dashboard
 from opsconsole.api import api
@@ -16,6 +17,11 @@ urlpatterns = [
     path("api/v1/", api.urls),
     path("ofrep/v1/", ofrep.urls),
     path("dashboard/", dashboard, name="dashboard"),
+    path(
+        "admin/trace/<str:trace_id>/",
+        admin.site.admin_view(trace_page),
+        name="trace",
+    ),
     path("admin/", admin.site.urls),
     # Heartbeat pings and /health: unauthenticated by design.
     path("", include("apps.components.urls")),

@@ -5,10 +5,12 @@ from datetime import datetime
 
 import redis
 from django.db.models import Max, OuterRef, QuerySet, Subquery
+from django.urls import reverse
 
 from apps.breakers.agent import default_agent
 from apps.breakers.models import Breaker, BreakerEvent
 from apps.core.exceptions import NotFound
+from apps.core.trace_index import TraceItem
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,3 +118,18 @@ def breakers_readiness() -> dict[str, str]:
         "error": health.reason,
         "breakers": str(health.breakers),
     }
+
+
+def breaker_trace_items(trace_id: str) -> list[TraceItem]:
+    """Breaker transitions and forced actions carrying ``trace_id`` (a trace source)."""
+    events = BreakerEvent.objects.filter(trace_id=trace_id).select_related("breaker")
+    return [
+        TraceItem(
+            at=event.at,
+            kind="breaker",
+            summary=f"breaker {event.breaker.name}: {event.from_state} → "
+            f"{event.to_state} ({event.reason})",
+            url=reverse("admin:breakers_breaker_change", args=[event.breaker_id]),
+        )
+        for event in events[:500]
+    ]

@@ -21,6 +21,7 @@ from apps.breakers.models import Breaker, BreakerEvent
 from apps.core.exceptions import DependencyUnavailable, NotFound, ValidationFailed
 from apps.core.models import AuditEvent
 from apps.core.services import audit_record
+from apps.core.trace import current_trace_id
 
 log = structlog.get_logger(__name__)
 
@@ -111,6 +112,7 @@ def _breaker_set(
         reason=reason,
         origin=BreakerEvent.Origin.OPERATOR,
         actor=actor,
+        trace_id=current_trace_id(),
     )
     audit_record(
         actor=actor,

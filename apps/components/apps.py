@@ -9,10 +9,12 @@ class ComponentsConfig(AppConfig):
     def ready(self) -> None:
         from django.utils.module_loading import autodiscover_modules
 
-        from apps.components.selectors import components_live
+        from apps.components.selectors import component_trace_items, components_live
+        from apps.core import trace_index
         from apps.live import snapshots
 
         snapshots.register("components", components_live)
+        trace_index.register("components", component_trace_items)
 
         # Apps register Python-callable checkers in a ``component_checks`` module.
         autodiscover_modules("component_checks")

@@ -35,6 +35,7 @@ from apps.components.models import (
 )
 from apps.components.state import DOWN
 from apps.core.exceptions import NotFound, ValidationFailed
+from apps.core.trace_index import TraceItem
 
 MASK = "********"
 
@@ -326,7 +327,7 @@ def _tile(component: Component, latencies: list[float]) -> ComponentTile:
         since=state.since.isoformat() if state is not None else None,
         latency_ms=state.last_latency_ms if state is not None else None,
         message=state.last_message if state is not None else "",
-        url=reverse("admin:components_component_change", args=[component.pk]),
+        url=_admin_change_url(component),
         latencies=latencies,
     )
 
@@ -340,3 +341,40 @@ def _change_item(change: StateChange) -> ChangeItem:
         message=change.message,
         trace_id=change.trace_id,
     )
+
+
+# Health results have no index on trace_id: look back no further than this.
+TRACE_RESULTS_WINDOW = timedelta(days=2)
+
+
+def component_trace_items(trace_id: str) -> list[TraceItem]:
+    """Health results (recent) and state changes carrying ``trace_id``."""
+    since = timezone.now() - TRACE_RESULTS_WINDOW
+    results = HealthResult.objects.filter(
+        trace_id=trace_id, checked_at__gte=since
+    ).select_related("component")[:500]
+    changes = StateChange.objects.filter(trace_id=trace_id).select_related("component")[
+        :500
+    ]
+    return [
+        TraceItem(
+            at=result.checked_at,
+            kind="check",
+            summary=f"{result.component.slug}: {result.status} "
+            f"({result.latency_ms:.0f} ms) {result.message}".strip(),
+            url=_admin_change_url(result.component),
+        )
+        for result in results
+    ] + [
+        TraceItem(
+            at=change.at,
+            kind="state",
+            summary=f"{change.component.slug}: {change.from_state} → {change.to_state}",
+            url=_admin_change_url(change.component),
+        )
+        for change in changes
+    ]
+
+
+def _admin_change_url(component: Component) -> str:
+    return reverse("admin:components_component_change", args=[component.pk])

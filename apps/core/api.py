@@ -4,7 +4,7 @@ from uuid import UUID
 
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from ninja import Field, Query, Router, Schema
+from ninja import Field, Path, Query, Router, Schema
 from ninja.pagination import LimitOffsetPagination, paginate
 from ninja.responses import Status
 
@@ -20,6 +20,7 @@ from apps.core.schemas import (
     TokenCreatedOut,
     TokenIn,
     TokenOut,
+    TraceItemOut,
 )
 from apps.core.selectors import (
     SelftestStatus,
@@ -29,6 +30,7 @@ from apps.core.selectors import (
     token_list,
 )
 from apps.core.services import selftest_request, token_create, token_revoke
+from apps.core.trace_index import TRACE_ID_PATTERN, TraceItem, trace_items
 
 router = Router(tags=["console"])
 
@@ -115,3 +117,13 @@ def selftest_status(request: HttpRequest, task_id: UUID) -> SelftestStatus:
     require_scope(request, Scope.READ)
     require_perm(request, "core.view_console")
     return selftest_get(task_id=str(task_id))
+
+
+@router.get("/traces/{trace_id}", response=list[TraceItemOut])
+def trace_get(
+    request: HttpRequest, trace_id: str = Path(..., pattern=TRACE_ID_PATTERN)
+) -> list[TraceItem]:
+    """Every record carrying the trace id, oldest first: what one action caused."""
+    require_scope(request, Scope.READ)
+    require_perm(request, "core.view_console")
+    return trace_items(trace_id=trace_id)

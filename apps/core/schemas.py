@@ -89,3 +89,10 @@ class SelftestOut(Schema):
     trace_id: str | None = Field(None, description="The trace id the worker ran under.")
     queue_latency_ms: float | None = None
     error: str | None = None
+
+
+class TraceItemOut(Schema):
+    at: datetime
+    kind: str = Field(..., description="audit, check, state, breaker, heal, ...")
+    summary: str
+    url: str = Field(..., description="The record's admin page, when it has one.")

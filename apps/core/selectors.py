@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from apps.core.exceptions import NotFound
 from apps.core.models import ApiToken, AuditEvent
+from apps.core.trace_index import TraceItem
 
 STATUS_ACTIVE = "active"
 STATUS_EXPIRED = "expired"
@@ -140,3 +141,17 @@ def _admin_url(target_type: str, target_id: str) -> str:
 def audit_feed_recent(*, limit: int = 50) -> list[FeedItem]:
     """The newest ``limit`` audit events for the live feed, newest first."""
     return [audit_feed_item(event) for event in AuditEvent.objects.all()[:limit]]
+
+
+def audit_trace_items(trace_id: str) -> list[TraceItem]:
+    """Audit events carrying ``trace_id`` (a trace source)."""
+    events = AuditEvent.objects.filter(trace_id=trace_id).order_by("occurred_at")
+    return [
+        TraceItem(
+            at=event.occurred_at,
+            kind="audit",
+            summary=f"{event.actor_label} · {event.action} {event.target_label}".strip(),
+            url=_admin_url(event.target_type, event.target_id),
+        )
+        for event in events[:500]
+    ]

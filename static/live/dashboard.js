@@ -177,7 +177,7 @@ function renderFeed() {
       row.append(item.url ? el("a", { href: item.url }, item.text) : el("span", {}, item.text));
       if (item.detail) row.append(el("span", { class: "ops-detail" }, item.detail));
       if (item.trace) {
-        const href = `/admin/core/auditevent/?q=${encodeURIComponent(item.trace)}`;
+        const href = `/admin/trace/${encodeURIComponent(item.trace)}/`;
         row.append(el("a", { class: "ops-trace", href, title: "Everything with this trace id" }, "trace"));
       }
       return row;
