@@ -1,12 +1,13 @@
 """Metrics REST endpoints under /api/v1/metrics."""
 
 from django.http import HttpRequest
-from ninja import Router
+from ninja import Query, Router
 from ninja.responses import Status
 
 from apps.core.auth import require_scope
 from apps.core.models import Scope
-from apps.metrics.schemas import IngestIn, IngestOut
+from apps.metrics.schemas import IngestIn, IngestOut, QueryFilter, QueryOut
+from apps.metrics.selectors import metrics_query
 from apps.metrics.services import SampleInput, samples_ingest
 
 router = Router(tags=["metrics"])
@@ -18,3 +19,25 @@ def ingest(request: HttpRequest, payload: IngestIn) -> Status:
     require_scope(request, Scope.WRITE)
     given = [SampleInput(s.name, s.value, s.tags, s.at) for s in payload.samples]
     return Status(202, IngestOut(accepted=samples_ingest(samples=given)))
+
+
+@router.get("/query", response=QueryOut)
+def query(request: HttpRequest, filters: Query[QueryFilter]) -> QueryOut:
+    """Per-step statistics from the coarsest rollup that serves the step (read scope)."""
+    require_scope(request, Scope.READ)
+    tags = dict(pair.split(":", 1) for pair in filters.tags.split(",") if ":" in pair)
+    resolution, buckets = metrics_query(
+        name=filters.name,
+        tags=tags,
+        start=filters.start,
+        end=filters.end,
+        step=filters.step,
+    )
+    return QueryOut.model_validate(
+        {
+            "name": filters.name,
+            "resolution": resolution,
+            "step": filters.step,
+            "buckets": buckets,
+        }
+    )

@@ -6,13 +6,18 @@ import pytest
 
 from apps import metrics
 from apps.core.exceptions import ValidationFailed
+from apps.metrics.db import default_database
+from apps.metrics.models import Resolution
+from apps.metrics.rollups import rollup_due
+from apps.metrics.storage import SampleWriter
 from apps.metrics.validation import MAX_BATCH, MAX_TAGS
 from tests.core.test_api import assert_error
 from tests.factories import bearer, make_token, make_user
-from tests.metrics.conftest import raw_count
+from tests.metrics.conftest import raw_count, sample
 from tests.procs import wait_until
 
 URL = "/api/v1/metrics/ingest"
+QUERY_URL = "/api/v1/metrics/query"
 
 
 @pytest.fixture
@@ -93,3 +98,58 @@ def test_record__naive_or_ancient_time__validation_failed(db):
     with pytest.raises(ValidationFailed) as ancient:
         metrics.record("t.rec", 1.0, tags={"a": "b"}, at=old)
     assert set(naive.value.fields) == set(ancient.value.fields) == {"at"}
+
+
+def test_query__hour_step__hour_rollups_with_percentiles(client, db):
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(
+        hours=3
+    )
+    SampleWriter(database=default_database).write(
+        [
+            sample("t.query", v, at=hour + timedelta(seconds=v), env="prod")
+            for v in range(1, 101)
+        ]
+        + [sample("t.query", 5000, at=hour + timedelta(seconds=3), env="dev")]
+    )
+    for resolution in (Resolution.MINUTE, Resolution.HOUR):
+        rollup_due(
+            resolution=resolution, now=hour + timedelta(hours=2), grace=timedelta(0)
+        )
+    params = {
+        "name": "t.query",
+        "tags": "env:prod",
+        "from": hour.isoformat(),
+        "to": (hour + timedelta(hours=2)).isoformat(),
+        "step": 3600,
+    }
+    body = client.get(QUERY_URL, params, headers=bearer(make_token()[1])).json()
+    assert (body["resolution"], len(body["buckets"])) == ("hour", 1)
+    bucket = body["buckets"][0]
+    assert (bucket["count"], bucket["min"], bucket["max"], bucket["avg"]) == (
+        100,
+        1,
+        100,
+        50.5,
+    )
+    assert abs(bucket["p50"] - 50) <= 0.5
+    assert abs(bucket["p99"] - 99) <= 0.99
+
+
+def test_query__step_not_whole_minutes__422_on_step(client, db):
+    now = datetime.now(UTC)
+    params = {
+        "name": "x",
+        "from": (now - timedelta(hours=1)).isoformat(),
+        "to": now.isoformat(),
+        "step": 90,
+    }
+    body = assert_error(
+        client.get(QUERY_URL, params, headers=bearer(make_token()[1])),
+        422,
+        "validation_failed",
+    )
+    assert "step" in body["extra"]["fields"]
+
+
+def test_query__no_token__401(client, db):
+    assert_error(client.get(QUERY_URL, {"name": "x"}), 401, "not_authenticated")
