@@ -1,6 +1,7 @@
 """Feature flags. In-process API: ``is_enabled``, ``get_value``, ``evaluate``.
 
-Evaluation reads this process's compiled snapshot only: no database, no Redis.
+Evaluation reads this process's compiled snapshot only: no database, no Redis. Each
+evaluation of an existing flag is counted in-process (``apps.flags.usage``).
 """
 
 from collections.abc import Mapping
@@ -8,6 +9,7 @@ from typing import Any
 
 from apps.flags.engine import ErrorCode, Evaluation, Reason
 from apps.flags.snapshot import current
+from apps.flags.usage import counts as _counts
 
 __all__ = [
     "ErrorCode",
@@ -20,18 +22,23 @@ __all__ = [
 ]
 
 _EMPTY: Mapping[str, Any] = {}
+_NOT_FOUND = ErrorCode.FLAG_NOT_FOUND
 
 
 def evaluate(key: str, ctx: Mapping[str, Any] | None = None) -> Evaluation:
     """The full answer for ``key``: value, variant, reason, error code."""
-    return current().evaluate(key, _EMPTY if ctx is None else ctx)
+    result = current().evaluate(key, _EMPTY if ctx is None else ctx)
+    # Unknown keys are not counted: callers must not grow the table at will.
+    if result.error_code is not _NOT_FOUND:
+        _counts[key] = _counts.get(key, 0) + 1
+    return result
 
 
 def is_enabled(
     key: str, ctx: Mapping[str, Any] | None = None, *, default: bool = False
 ) -> bool:
     """A boolean flag's value; ``default`` when it is missing, broken or not boolean."""
-    value = current().evaluate(key, _EMPTY if ctx is None else ctx).value
+    value = evaluate(key, ctx).value
     return value if value is True or value is False else default
 
 
@@ -42,7 +49,7 @@ def get_value(key: str, default: Any, ctx: Mapping[str, Any] | None = None) -> A
 
 def resolve(key: str, default: Any, ctx: Mapping[str, Any] | None = None) -> Evaluation:
     """Like ``evaluate``, but typed by ``default``: errors serve ``default``."""
-    result = current().evaluate(key, _EMPTY if ctx is None else ctx)
+    result = evaluate(key, ctx)
     if result.failed:
         return Evaluation(
             key, default, None, Reason.ERROR, result.error_code, result.error_message

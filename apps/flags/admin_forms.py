@@ -11,7 +11,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -140,6 +140,31 @@ class ExpiryFilter(admin.SimpleListFilter):
             return queryset.filter(expires_at__gt=now, expires_at__lte=week)
         if self.value() == "none":
             return queryset.filter(expires_at__isnull=True)
+        return queryset
+
+
+class UsageFilter(admin.SimpleListFilter):
+    """Finds flags nobody evaluates: candidates for removal (needs the usage annotations)."""
+
+    title = "usage"
+    parameter_name = "usage"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            ("never", "never evaluated"),
+            ("stale", "not evaluated in 30 days"),
+            ("recent", "evaluated in the last 30 days"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        month_ago = timezone.now() - timedelta(days=30)
+        never = Q(last_evaluated_at__isnull=True)
+        if self.value() == "never":
+            return queryset.filter(never)
+        if self.value() == "stale":
+            return queryset.filter(never | Q(last_evaluated_at__lt=month_ago))
+        if self.value() == "recent":
+            return queryset.filter(last_evaluated_at__gte=month_ago)
         return queryset
 
 

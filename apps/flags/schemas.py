@@ -6,8 +6,14 @@ from typing import Any
 from ninja import Field, Schema
 from pydantic import AwareDatetime
 
-from apps.flags.models import ChangeRequest, FlagType, FlagVersion, ScheduledChange
-from apps.flags.selectors import change_request_approvers
+from apps.flags.models import (
+    ChangeRequest,
+    Flag,
+    FlagType,
+    FlagVersion,
+    ScheduledChange,
+)
+from apps.flags.selectors import change_request_approvers, flag_usage_get
 
 
 class Reasoned(Schema):
@@ -103,6 +109,18 @@ class FlagOut(Schema):
     version: int
     created_at: datetime
     updated_at: datetime
+    evaluations: int = Field(..., description="Evaluations counted so far.")
+    last_evaluated_at: datetime | None = Field(
+        ..., description="When last evaluated (to ~30 s); null: never."
+    )
+
+    @staticmethod
+    def resolve_evaluations(obj: Flag) -> int:
+        return flag_usage_get(flag=obj).evaluations
+
+    @staticmethod
+    def resolve_last_evaluated_at(obj: Flag) -> datetime | None:
+        return flag_usage_get(flag=obj).last_evaluated_at
 
 
 class FlagVersionOut(Schema):

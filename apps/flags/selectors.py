@@ -2,14 +2,27 @@
 
 import copy
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, F, Func, Max, QuerySet, Sum
+from django.db.models import (
+    Count,
+    F,
+    Func,
+    Max,
+    OuterRef,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+)
+from django.db.models.functions import Coalesce
 
 from apps.core.exceptions import NotFound
 from apps.flags.models import (
     ChangeRequest,
     Flag,
+    FlagUsage,
     FlagVersion,
     ScheduledChange,
     Segment,
@@ -24,17 +37,42 @@ class FieldChange:
     after: Any
 
 
+@dataclass(frozen=True, slots=True)
+class FlagUsageInfo:
+    evaluations: int
+    last_evaluated_at: datetime | None
+
+
+def flags_with_usage(flags: QuerySet[Flag]) -> QuerySet[Flag]:
+    """``flags`` annotated with ``evaluations`` and ``last_evaluated_at`` (None: never)."""
+    usage = FlagUsage.objects.filter(key=OuterRef("key"))
+    return flags.annotate(
+        evaluations=Coalesce(Subquery(usage.values("evaluations")), Value(0)),
+        last_evaluated_at=Subquery(usage.values("last_evaluated_at")),
+    )
+
+
+def flag_usage_get(*, flag: Flag) -> FlagUsageInfo:
+    """A flag's usage: from its annotations when it was loaded with them, else read."""
+    if hasattr(flag, "last_evaluated_at"):
+        return FlagUsageInfo(getattr(flag, "evaluations", 0), flag.last_evaluated_at)
+    row = FlagUsage.objects.filter(key=flag.key).first()
+    if row is None:
+        return FlagUsageInfo(0, None)
+    return FlagUsageInfo(row.evaluations, row.last_evaluated_at)
+
+
 def flag_get(*, key: str) -> Flag:
-    """One flag by key; NotFound when there is none."""
-    flag = Flag.objects.filter(key=key).first()
+    """One flag by key, with its usage; NotFound when there is none."""
+    flag = flags_with_usage(Flag.objects.filter(key=key)).first()
     if flag is None:
         raise NotFound(f"no flag {key!r}", extra={"key": key})
     return flag
 
 
 def flag_list(*, include_archived: bool = False, tag: str = "") -> QuerySet[Flag]:
-    """Flags by key, without archived ones unless asked."""
-    flags = Flag.objects.all()
+    """Flags by key with their usage, without archived ones unless asked."""
+    flags = flags_with_usage(Flag.objects.all())
     if not include_archived:
         flags = flags.filter(archived=False)
     return flags.filter(tags__contains=[tag]) if tag else flags

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.db import connection
 
 from apps.flags.engine import Snapshot, compile_snapshot
+from apps.flags.usage import usage
 
 log = structlog.get_logger(__name__)
 
@@ -78,7 +79,8 @@ class SnapshotCache:
         self._thread: threading.Thread | None = None
 
     def current(self) -> Snapshot:
-        """The snapshot to evaluate against; the first call loads it and starts the thread."""
+        """The snapshot to evaluate against; the first call loads it and starts the
+        threads (this one's and the usage flusher)."""
         snapshot = self._snapshot
         return snapshot if snapshot is not None else self._start()
 
@@ -92,6 +94,7 @@ class SnapshotCache:
                     target=self._run, name="flags-snapshot", daemon=True
                 )
                 self._thread.start()
+                usage.start()
         assert self._snapshot is not None  # noqa: S101 - reload() set it
         return self._snapshot
 
@@ -153,7 +156,9 @@ class SnapshotCache:
         self._thread = None
 
     def forget_thread(self) -> None:
-        """In a forked child (Celery prefork): the parent's thread did not come along."""
+        """In a forked child (Celery prefork): the parent's thread did not come along,
+        so the child's first evaluation loads afresh and starts its own."""
+        self._snapshot = None
         self._thread = None
         self._start_lock = threading.Lock()
         self._build_lock = threading.Lock()

@@ -30,8 +30,15 @@ from apps.flags.admin.common import (
     opened_message,
     operator_of,
 )
-from apps.flags.admin_forms import JSON_FIELD, ExpiryFilter, FlagForm, TagFilter
+from apps.flags.admin_forms import (
+    JSON_FIELD,
+    ExpiryFilter,
+    FlagForm,
+    TagFilter,
+    UsageFilter,
+)
 from apps.flags.models import ChangeRequest, Flag, FlagVersion
+from apps.flags.selectors import flags_with_usage
 from apps.flags.services import flag_archive, flag_create, flag_toggle, flag_update
 
 # Per request: the refusal the write raised after the form had passed, and the
@@ -68,9 +75,19 @@ class FlagAdmin(admin.ModelAdmin):
         "owner",
         "protected",
         "expiry",
+        "evaluations",
+        "last_evaluated",
         "updated_at",
     ]
-    list_filter = ["enabled", ExpiryFilter, TagFilter, "type", "protected", "archived"]
+    list_filter = [
+        "enabled",
+        ExpiryFilter,
+        UsageFilter,
+        TagFilter,
+        "type",
+        "protected",
+        "archived",
+    ]
     search_fields = ["key", "name", "description", "owner"]
     inlines = [FlagVersionInline]
     actions = ["switch_on", "switch_off", "archive"]
@@ -88,10 +105,9 @@ class FlagAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Flag]:
         expired = Q(expires_at__lte=Now())
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(expired=ExpressionWrapper(expired, output_field=BooleanField()))
+        flags = super().get_queryset(request)
+        return flags_with_usage(flags).annotate(
+            expired=ExpressionWrapper(expired, output_field=BooleanField())
         )
 
     def get_list_display(self, request: HttpRequest) -> Any:
@@ -165,6 +181,15 @@ class FlagAdmin(admin.ModelAdmin):
                 '<strong style="color:{}">{}</strong>', "#b42318", "expired"
             )
         return obj.expires_at.date().isoformat() if obj.expires_at else "—"
+
+    @admin.display(description="evaluations", ordering="evaluations")
+    def evaluations(self, obj: Flag) -> int:
+        return int(getattr(obj, "evaluations", 0))
+
+    @admin.display(description="last evaluated", ordering="last_evaluated_at")
+    def last_evaluated(self, obj: Flag) -> str:
+        at = getattr(obj, "last_evaluated_at", None)
+        return at.strftime("%Y-%m-%d %H:%M") if at else "never"
 
     @admin.display(description="history")
     def history(self, obj: Flag) -> SafeString:

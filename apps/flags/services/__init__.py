@@ -23,9 +23,11 @@ from apps.flags.services.schedules import (
     scheduled_change_create,
     scheduled_changes_apply_due,
 )
+from apps.flags.services.usage import UsageDelta, flag_usage_add
 
 __all__ = [
     "FlagChange",
+    "UsageDelta",
     "change_request_apply",
     "change_request_approve",
     "change_request_cancel",
@@ -37,6 +39,7 @@ __all__ = [
     "flag_revert",
     "flag_toggle",
     "flag_update",
+    "flag_usage_add",
     "flag_validate",
     "scheduled_change_cancel",
     "scheduled_change_create",
