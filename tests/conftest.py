@@ -28,3 +28,21 @@ def web(django_db_setup, django_db_blocker, session_tmp):
 
     with django_db_blocker.unblock(), daphne(session_tmp) as url:
         yield url
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A transactional test without serialized_rollback flushes and lets post_migrate
+    # re-create content types under new ids; every later serialized_rollback test
+    # then fails at setup on duplicate keys. Refuse the mix at collection.
+    offenders = [
+        item.nodeid
+        for item in items
+        if (marker := item.get_closest_marker("django_db")) is not None
+        and marker.kwargs.get("transaction")
+        and not marker.kwargs.get("serialized_rollback")
+    ]
+    if offenders:
+        raise pytest.UsageError(
+            "django_db(transaction=True) needs serialized_rollback=True: "
+            + ", ".join(offenders)
+        )

@@ -24,7 +24,7 @@ def _breakers_message(pubsub: redis.client.PubSub) -> dict | None:
     return data if data["topic"] == "breakers" else None
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_agent__breaker_trips__event_row_written_and_published_live():
     prefix = f"{settings.OPSCONSOLE_REDIS_PREFIX}t{uuid.uuid4().hex[:8]}:"
     agent = Agent(Fleet(settings.REDIS_URL, prefix), interval=0.02)

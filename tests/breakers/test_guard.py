@@ -88,7 +88,7 @@ async def test_guard__async_with_and_success__counts_a_call(agent):
     assert dep.local_view()[1] == (1, 0, 0)
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_guard__module_api_first_use__registers_the_breaker_and_keeps_the_name():
     @breakers.guard("tests-guard-api")
     def ping() -> str:

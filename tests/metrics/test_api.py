@@ -30,7 +30,7 @@ def post(client, body, headers):
     return client.post(URL, body, content_type="application/json", headers=headers)
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_ingest__write_token__202_and_every_sample_lands(client, writer):
     samples = [
         {"name": "t.api", "value": n, "tags": {"n": str(n % 3)}} for n in range(50)

@@ -9,7 +9,7 @@ from apps.metrics.spill import Spill
 from tests.metrics.conftest import raw_count, running_persister, sample
 from tests.procs import wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 
 def test_flush__samples_over_two_days__every_sample_lands(tmp_path):
