@@ -334,3 +334,7 @@ class StateChangeAdmin(ReadOnlyAdmin):
     list_filter = ["to_state", "incident_opened", "in_maintenance"]
     search_fields = ["component__slug", "trace_id"]
     list_select_related = ["component"]
+
+
+# Registered here, where Django looks for admins: the notifications sub-package's.
+from apps.components.notifications import admin as _notifications_admin  # noqa: E402, F401

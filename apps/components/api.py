@@ -5,11 +5,12 @@ from datetime import timedelta
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
-from ninja import Field, Query, Router, Schema
-from ninja.pagination import LimitOffsetPagination, paginate
+from ninja import Query, Router
+from ninja.pagination import paginate
 from ninja.responses import Status
 
 from apps.components.models import Component, MaintenanceWindow, StateChange
+from apps.components.notifications.api import router as notifications_router
 from apps.components.schemas import (
     CheckRequestedOut,
     ComponentFilter,
@@ -17,6 +18,7 @@ from apps.components.schemas import (
     MaintenanceEndedOut,
     MaintenanceIn,
     MaintenanceOut,
+    Pagination,
     ReasonIn,
     ResultsFilter,
     ResultsPageOut,
@@ -41,13 +43,8 @@ from apps.core.auth import Principal, require_perm, require_scope
 from apps.core.models import AuditEvent, Scope
 
 router = Router(tags=["components"])
+router.add_router("/notifications", notifications_router)
 API = AuditEvent.Source.API
-
-
-class Pagination(LimitOffsetPagination):
-    class Input(Schema):
-        limit: int = Field(100, ge=1, le=500)
-        offset: int = Field(0, ge=0)
 
 
 def _reader(request: HttpRequest) -> Principal:

@@ -12,6 +12,10 @@ from django.utils import timezone
 from pydantic_core import ErrorDetails
 
 from apps.components.checkers import KINDS
+from apps.components.notifications.models import (  # noqa: F401 - registers them here
+    Notification,
+    NotificationChannel,
+)
 
 
 class Kind(models.TextChoices):

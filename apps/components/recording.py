@@ -1,6 +1,7 @@
 """Recording a batch's outcomes: results, state machine, state changes, claims."""
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -96,6 +97,10 @@ def _record(
     ComponentState.objects.bulk_create(missing)
     _states_save([s for s in states.values() if s not in missing])
     StateChange.objects.bulk_create(changes)
+    transitions = [
+        replace(transition, state_change_id=change.pk)
+        for transition, change in zip(transitions, changes, strict=True)
+    ]
     transaction.on_commit(lambda: _after_commit(transitions, states))
     return transitions
 

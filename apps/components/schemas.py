@@ -5,10 +5,17 @@ from typing import Any
 
 from django.urls import reverse
 from ninja import Field, Schema
+from ninja.pagination import LimitOffsetPagination
 from pydantic import AwareDatetime
 
 from apps.components.models import Component
 from apps.components.selectors import component_config_public
+
+
+class Pagination(LimitOffsetPagination):
+    class Input(Schema):
+        limit: int = Field(100, ge=1, le=500)
+        offset: int = Field(0, ge=0)
 
 
 class ComponentFilter(Schema):

@@ -3,10 +3,15 @@
 from datetime import timedelta
 from uuid import UUID
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.utils import timezone
 
 from apps.components.heartbeats import heartbeats_evaluate
+from apps.components.notifications.services import (
+    DELIVER_TASK,
+    MAX_ATTEMPTS,
+    notification_deliver,
+)
 from apps.components.services import (
     RUN_BATCH_TASK,
     components_dispatch_due,
@@ -40,3 +45,14 @@ def run_batch(component_ids: list[int], claim_token: str) -> int:
 @shared_task(name="components.results_prune", ignore_result=True)
 def prune_results() -> int:
     return results_prune(older_than=timezone.now() - RESULT_RETENTION)
+
+
+# Safe to run twice: the notification is claimed before sending, so a redelivered
+# task finds it sent (or held) and returns. Retries only what the sender calls
+# retryable (transport errors, 5xx), with the service's backoff.
+@shared_task(name=DELIVER_TASK, bind=True, ignore_result=True, max_retries=MAX_ATTEMPTS)
+def deliver_notification(self: Task, notification_id: int) -> str:
+    attempt = notification_deliver(notification_id=notification_id)
+    if attempt is not None and attempt.retry_in is not None:
+        raise self.retry(countdown=attempt.retry_in)
+    return attempt.status if attempt is not None else "skipped"

@@ -26,6 +26,8 @@ class Transition:
     at: datetime
     in_maintenance: bool
     message: str
+    # The StateChange row that records it, once written.
+    state_change_id: int | None = None
 
     @property
     def alerts(self) -> bool:

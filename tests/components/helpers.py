@@ -7,6 +7,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -18,22 +19,44 @@ from apps.core.models import AuditEvent
 _numbers = itertools.count(1)
 
 
+@dataclass(frozen=True)
+class Received:
+    """One request the target answered, and the status it answered with."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    status: int
+
+
 class Target:
-    """An HTTP server in a thread of the test process; change its answers any time."""
+    """An HTTP server in a thread of the test process; change its answers any time.
+
+    ``answers[path]`` lists statuses to give that path first, in order, before
+    ``status``; ``received`` keeps every request.
+    """
 
     def __init__(self) -> None:
         self.status = 200
         self.delay = 0.0
         self.body: Any = {"status": "ok", "checks": [{"ok": True}]}
         self.hits: Counter[str] = Counter()
+        self.answers: dict[str, list[int]] = {}
+        self.received: list[Received] = []
         self.base_url = ""
 
     async def handle(self, request: web.Request) -> web.Response:
         self.hits[request.path] += 1
+        scripted = self.answers.get(request.path)
+        status = scripted.pop(0) if scripted else self.status
+        body = await request.read()
+        self.received.append(
+            Received(request.path, dict(request.headers), body, status)
+        )
         if self.delay:
             await asyncio.sleep(self.delay)
         return web.Response(
-            status=self.status,
+            status=status,
             text=json.dumps(self.body),
             content_type="application/json",
         )

@@ -1,0 +1,82 @@
+"""Reads of notifications: channels with secrets masked, deliveries, the message."""
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.db.models import QuerySet
+
+from apps.components.checkers.base import secret_fields
+from apps.components.notifications.kinds import CHANNEL_KINDS, MASK
+from apps.components.notifications.models import (
+    Notification,
+    NotificationChannel,
+)
+from apps.components.notifications.senders import Message
+
+
+def channel_config_public(*, channel: NotificationChannel) -> dict[str, Any]:
+    """The channel's config with secrets masked (a URL keeps only its origin)."""
+    schema = CHANNEL_KINDS.get(channel.kind)
+    hidden = secret_fields(schema) if schema else frozenset()
+    return {
+        key: _masked(value) if key in hidden and value else value
+        for key, value in channel.config.items()
+    }
+
+
+def _masked(value: Any) -> str:
+    if isinstance(value, str) and "://" in value:
+        parts = urlsplit(value)
+        return f"{parts.scheme}://{parts.hostname}/{MASK}"
+    return MASK
+
+
+def channel_list() -> QuerySet[NotificationChannel]:
+    """Channels with the slugs of their components."""
+    return NotificationChannel.objects.prefetch_related("components")
+
+
+def notification_list(
+    *,
+    component_slug: str | None = None,
+    channel: str | None = None,
+    status: str | None = None,
+) -> QuerySet[Notification]:
+    """Notifications newest first, optionally of one component, channel or status."""
+    rows = Notification.objects.select_related("channel", "state_change__component")
+    if component_slug is not None:
+        rows = rows.filter(state_change__component__slug=component_slug)
+    if channel is not None:
+        rows = rows.filter(channel__name=channel)
+    if status is not None:
+        rows = rows.filter(status=status)
+    return rows
+
+
+def notification_message(*, notification: Notification) -> Message:
+    """What to send for ``notification``: its transition, or a test message."""
+    change = notification.state_change
+    if change is None:
+        name = notification.channel.name
+        return Message(
+            notification.pk,
+            "opsconsole: test notification",
+            f"Test notification from opsconsole ({name}).",
+            {"event": "notification.test", "channel": name},
+        )
+    slug = change.component.slug
+    summary = f"{slug}: {change.from_state} → {change.to_state}"
+    payload: dict[str, Any] = {
+        "event": "component.state_changed",
+        "component": slug,
+        "name": change.component.name,
+        "from_state": change.from_state,
+        "to_state": change.to_state,
+        "at": change.at.isoformat(),
+        "message": change.message,
+        "incident_opened": change.incident_opened,
+        "state_change_id": change.pk,
+        "trace_id": change.trace_id,
+    }
+    text = f"{summary} ({change.message})" if change.message else summary
+    return Message(notification.pk, f"opsconsole: {summary}", text, payload)

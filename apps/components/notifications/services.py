@@ -1,0 +1,256 @@
+"""Writes of notifications: channels, one notification per alerting transition and
+channel, and delivering it once with bounded retries."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from celery import current_app
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from apps import flags
+from apps.components.models import Component
+from apps.components.notifications.kinds import config_secrets_kept
+from apps.components.notifications.models import (
+    Notification,
+    NotificationChannel,
+    NotificationStatus,
+)
+from apps.components.notifications.selectors import (
+    channel_config_public,
+    notification_message,
+)
+from apps.components.notifications.senders import Delivery, deliver
+from apps.components.services.common import full_clean
+from apps.components.transitions import Transition
+from apps.core.exceptions import NotFound
+from apps.core.models import AuditEvent
+from apps.core.services import audit_record
+
+log = structlog.get_logger(__name__)
+
+DELIVER_TASK = "components.notification_deliver"
+SWITCH = "opsconsole.notifications.enabled"
+MAX_ATTEMPTS = 8
+# Wait before retry n: 2, 4, 8 … seconds, at most 5 minutes (≈ 4 min in all).
+RETRY_BASE_SECONDS = 2
+RETRY_CAP_SECONDS = 300
+# Held while sending; a worker killed mid-send frees the row for the redelivered task.
+CLAIM_SECONDS = 120
+_OPEN = (NotificationStatus.PENDING, NotificationStatus.RETRYING)
+
+
+@transaction.atomic
+def channel_create(
+    *,
+    name: str,
+    kind: str,
+    config: dict[str, Any],
+    actor: User | None,
+    source: AuditEvent.Source,
+    enabled: bool = True,
+    components: Sequence[Component] = (),
+) -> NotificationChannel:
+    """Add a channel, validating its config against its kind's schema."""
+    channel = NotificationChannel(name=name, kind=kind, config=config, enabled=enabled)
+    full_clean(channel)
+    channel.save()
+    channel.components.set(components)
+    audit_record(
+        actor=actor,
+        action="notification_channel.created",
+        source=source,
+        target=channel,
+        after={"kind": kind, "config": channel_config_public(channel=channel)},
+    )
+    return channel
+
+
+@transaction.atomic
+def channel_update(
+    *,
+    channel_id: int,
+    name: str,
+    kind: str,
+    config: dict[str, Any],
+    enabled: bool,
+    components: Sequence[Component],
+    actor: User | None,
+    source: AuditEvent.Source,
+) -> NotificationChannel:
+    """Change a channel; a secret left masked in ``config`` keeps its stored value."""
+    channel = NotificationChannel.objects.select_for_update().get(pk=channel_id)
+    before = {"kind": channel.kind, "config": channel_config_public(channel=channel)}
+    channel.config = config_secrets_kept(kind, submitted=config, stored=channel.config)
+    channel.name, channel.kind, channel.enabled = name, kind, enabled
+    full_clean(channel)
+    channel.save()
+    channel.components.set(components)
+    after = {"kind": kind, "config": channel_config_public(channel=channel)}
+    audit_record(
+        actor=actor,
+        action="notification_channel.changed",
+        source=source,
+        target=channel,
+        before=before,
+        after=after,
+    )
+    return channel
+
+
+@transaction.atomic
+def channel_delete(
+    *, channel_id: int, actor: User | None, source: AuditEvent.Source
+) -> None:
+    """Remove a channel and the record of what was sent through it."""
+    channel = NotificationChannel.objects.select_for_update().filter(pk=channel_id)
+    found = channel.first()
+    if found is None:
+        raise NotFound(f"No channel {channel_id}.", code="channel_not_found")
+    audit_record(
+        actor=actor,
+        action="notification_channel.deleted",
+        source=source,
+        target=found,
+        before={"name": found.name, "kind": found.kind},
+    )
+    found.delete()
+
+
+@transaction.atomic
+def notifications_create(*, state_change_id: int, component_id: int) -> list[int]:
+    """A pending notification for the change per enabled channel of the component,
+    each delivered by a task enqueued on commit; their ids."""
+    channels = NotificationChannel.objects.filter(
+        enabled=True, components=component_id
+    ).values_list("id", flat=True)
+    Notification.objects.bulk_create(
+        [Notification(state_change_id=state_change_id, channel_id=c) for c in channels],
+        ignore_conflicts=True,
+    )
+    ids = list(
+        Notification.objects.filter(
+            state_change_id=state_change_id, status=NotificationStatus.PENDING
+        ).values_list("id", flat=True)
+    )
+    for notification_id in ids:
+        _enqueue_on_commit(notification_id)
+    return ids
+
+
+def notify_transition(transition: Transition) -> None:
+    """The transition listener: notify the component's channels (after commit)."""
+    if transition.state_change_id is not None:
+        notifications_create(
+            state_change_id=transition.state_change_id,
+            component_id=transition.component_id,
+        )
+
+
+@transaction.atomic
+def notification_test_send(
+    *, channel_id: int, actor: User | None, source: AuditEvent.Source
+) -> Notification:
+    """Send a test message through the channel, by the same task as real ones."""
+    channel = NotificationChannel.objects.filter(pk=channel_id).first()
+    if channel is None:
+        raise NotFound(f"No channel {channel_id}.", code="channel_not_found")
+    notification = Notification.objects.create(channel=channel)
+    audit_record(
+        actor=actor,
+        action="notification_channel.test_sent",
+        source=source,
+        target=channel,
+    )
+    _enqueue_on_commit(notification.pk)
+    return notification
+
+
+def _enqueue_on_commit(notification_id: int) -> None:
+    transaction.on_commit(
+        lambda: current_app.send_task(DELIVER_TASK, args=[notification_id])
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one delivery call did; ``retry_in`` seconds when another attempt is due."""
+
+    status: str
+    attempts: int = 0
+    retry_in: int | None = None
+
+
+def notification_deliver(*, notification_id: int) -> Attempt | None:
+    """Claim the notification and send it; None when there is nothing to do (sent,
+    final, suppressed, gone, or being sent by another worker)."""
+    now = timezone.now()
+    if not flags.is_enabled(SWITCH, default=True):
+        return _suppress(notification_id)
+    notification = _claim(notification_id, now)
+    if notification is None:
+        return None
+    delivery = deliver(
+        kind=notification.channel.kind,
+        config=notification.channel.config,
+        message=notification_message(notification=notification),
+    )
+    return _record(notification, delivery, timezone.now())
+
+
+def _suppress(notification_id: int) -> Attempt | None:
+    suppressed = Notification.objects.filter(
+        pk=notification_id, status__in=_OPEN
+    ).update(status=NotificationStatus.SUPPRESSED, claimed_until=None)
+    if not suppressed:
+        return None
+    log.info("notification.suppressed", notification_id=notification_id)
+    return Attempt(NotificationStatus.SUPPRESSED)
+
+
+def _claim(notification_id: int, now: datetime) -> Notification | None:
+    free = Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+    claimed = Notification.objects.filter(
+        free, pk=notification_id, status__in=_OPEN, attempts__lt=MAX_ATTEMPTS
+    ).update(
+        claimed_until=now + timedelta(seconds=CLAIM_SECONDS),
+        attempts=F("attempts") + 1,
+    )
+    if claimed != 1:
+        return None
+    return Notification.objects.select_related(
+        "channel", "state_change__component"
+    ).get(pk=notification_id)
+
+
+def _record(notification: Notification, delivery: Delivery, now: datetime) -> Attempt:
+    attempts = notification.attempts
+    retry = delivery.retryable and attempts < MAX_ATTEMPTS
+    if delivery.sent:
+        status = NotificationStatus.SENT
+    else:
+        status = NotificationStatus.RETRYING if retry else NotificationStatus.FAILED
+    Notification.objects.filter(pk=notification.pk).update(
+        status=status,
+        last_error=delivery.error,
+        response_code=delivery.response_code,
+        claimed_until=None,
+        sent_at=now if delivery.sent else None,
+    )
+    fields = {
+        "notification_id": notification.pk,
+        "channel_id": notification.channel_id,
+        "attempts": attempts,
+        "response_code": delivery.response_code,
+    }
+    if delivery.sent:
+        log.info("notification.sent", **fields)
+    else:
+        log.warning("notification.attempt_failed", error=delivery.error, **fields)
+    retry_in = min(RETRY_BASE_SECONDS * 2 ** (attempts - 1), RETRY_CAP_SECONDS)
+    return Attempt(status, attempts, retry_in if retry else None)

@@ -1,0 +1,42 @@
+"""Helpers for notification tests: channels and state changes to notify about."""
+
+import itertools
+from typing import Any
+
+from apps.components.models import Component, StateChange
+from apps.components.notifications.models import NotificationChannel
+from apps.components.notifications.services import channel_create
+from apps.core.models import AuditEvent
+
+HOOK_SECRET = "hook-secret-0123456789"
+_numbers = itertools.count(1)
+
+
+def make_channel(
+    *,
+    kind: str = "webhook",
+    config: dict[str, Any] | None = None,
+    components: tuple[Component, ...] = (),
+    **options: Any,
+) -> NotificationChannel:
+    """A channel made through ``channel_create``."""
+    return channel_create(
+        name=f"channel-{next(_numbers)}",
+        kind=kind,
+        config=config or {"url": "http://127.0.0.1:1/hook", "secret": HOOK_SECRET},
+        components=components,
+        actor=None,
+        source=AuditEvent.Source.SYSTEM,
+        **options,
+    )
+
+
+def make_change(component: Component, to_state: str = "unhealthy") -> StateChange:
+    """A recorded transition of ``component`` into ``to_state``."""
+    return StateChange.objects.create(
+        component=component,
+        from_state="healthy",
+        to_state=to_state,
+        incident_opened=to_state == "unhealthy",
+        message="HTTP 500",
+    )
