@@ -3,7 +3,7 @@
 import copy
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from django.db.models import (
     Count,
@@ -27,7 +27,14 @@ from apps.flags.models import (
     ScheduledChange,
     Segment,
 )
-from apps.flags.specs import FLAG_FIELDS, flag_apply, flag_spec, segment_spec
+from apps.flags.specs import (
+    DOCUMENT_KIND,
+    DOCUMENT_VERSION,
+    FLAG_FIELDS,
+    flag_apply,
+    flag_spec,
+    segment_spec,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +178,27 @@ def flag_specs_all() -> list[dict[str, Any]]:
 def segment_specs_all() -> list[dict[str, Any]]:
     """Every segment as its JSON spec."""
     return [segment_spec(segment) for segment in Segment.objects.order_by("key")]
+
+
+class FlagSetDocument(TypedDict):
+    kind: str
+    version: int
+    flags: list[dict[str, Any]]
+    segments: list[dict[str, Any]]
+
+
+def flag_set_export() -> FlagSetDocument:
+    """Every flag (archived too, without its local version) and segment, for import."""
+    flags = [
+        {field: value for field, value in spec.items() if field != "version"}
+        for spec in flag_specs_all()
+    ]
+    return {
+        "kind": DOCUMENT_KIND,
+        "version": DOCUMENT_VERSION,
+        "flags": flags,
+        "segments": segment_specs_all(),
+    }
 
 
 def flags_state_version() -> str:

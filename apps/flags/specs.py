@@ -27,6 +27,9 @@ FLAG_FIELDS = (
     "archived",
 )
 SEGMENT_FIELDS = ("name", "description", "conditions")
+# What ``flags export`` writes and ``flags import`` reads.
+DOCUMENT_KIND = "opsconsole.flags"
+DOCUMENT_VERSION = 1
 
 
 def flag_spec(flag: Flag) -> dict[str, Any]:

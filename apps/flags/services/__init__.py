@@ -15,6 +15,7 @@ from apps.flags.services.flags import (
     flag_revert,
     flag_toggle,
     flag_update,
+    flag_upsert,
     flag_validate,
     segment_upsert,
 )
@@ -23,10 +24,12 @@ from apps.flags.services.schedules import (
     scheduled_change_create,
     scheduled_changes_apply_due,
 )
+from apps.flags.services.transfer import SetChange, flag_set_import
 from apps.flags.services.usage import UsageDelta, flag_usage_add
 
 __all__ = [
     "FlagChange",
+    "SetChange",
     "UsageDelta",
     "change_request_apply",
     "change_request_approve",
@@ -37,8 +40,10 @@ __all__ = [
     "flag_archive",
     "flag_create",
     "flag_revert",
+    "flag_set_import",
     "flag_toggle",
     "flag_update",
+    "flag_upsert",
     "flag_usage_add",
     "flag_validate",
     "scheduled_change_cancel",

@@ -105,9 +105,26 @@ def save_flag(
     action: str,
 ) -> Flag:
     validate_flag(flag, before, reason=reason)
+    full_clean(flag)
+    after = persist_flag(
+        flag, before, actor=actor, reason=reason, source=source, action=action
+    )
+    transaction.on_commit(lambda: publish("flag", flag.key, after))
+    return flag
+
+
+def persist_flag(
+    flag: Flag,
+    before: dict[str, Any] | None,
+    *,
+    actor: User | None,
+    reason: str,
+    source: AuditEvent.Source,
+    action: str,
+) -> dict[str, Any]:
+    """Save an already validated ``flag`` with its FlagVersion and AuditEvent; its spec."""
     flag.version = flag.version + 1 if before else 1
     flag.updated_at = timezone.now()
-    full_clean(flag)
     flag.save()
     after = flag_spec(flag)
     FlagVersion.objects.create(
@@ -122,8 +139,7 @@ def save_flag(
         after=after,
         reason=reason,
     )
-    transaction.on_commit(lambda: publish("flag", flag.key, after))
-    return flag
+    return after
 
 
 def validate_flag(flag: Flag, before: dict[str, Any] | None, *, reason: str) -> None:
@@ -146,6 +162,12 @@ def full_clean(instance: models.Model) -> None:
 
 
 def publish(kind: str, key: str, spec: dict[str, Any]) -> None:
+    publish_many([(kind, key, spec)])
+
+
+def publish_many(changes: list[tuple[str, str, dict[str, Any]]]) -> None:
+    """After commit: one snapshot rebuild for all ``(kind, key, spec)``, each live."""
     flags_changed()
-    live.publish("flags", {"kind": kind, "spec": spec}, key=key)
-    log.info("flags.published", kind=kind, key=key)
+    for kind, key, spec in changes:
+        live.publish("flags", {"kind": kind, "spec": spec}, key=key)
+        log.info("flags.published", kind=kind, key=key)

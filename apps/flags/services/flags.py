@@ -158,6 +158,32 @@ def flag_revert(
 
 
 @transaction.atomic
+def flag_upsert(
+    *,
+    key: str,
+    data: dict[str, Any],
+    actor: User | None,
+    reason: str,
+    source: AuditEvent.Source,
+) -> FlagChange:
+    """Create flag ``key`` from ``data``, or change it to ``data`` when it exists."""
+    changes = writable_changes(key, data)
+    lock_set()
+    if not Flag.objects.filter(key=key).exists():
+        return flag_create(
+            key=key, data=changes, actor=actor, reason=reason, source=source
+        )
+    return flag_update(
+        key=key,
+        changes=changes,
+        expected_version=None,
+        actor=actor,
+        reason=reason,
+        source=source,
+    )
+
+
+@transaction.atomic
 def segment_upsert(
     *,
     key: str,
