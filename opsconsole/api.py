@@ -16,6 +16,7 @@ from apps.core.api import router as core_router
 from apps.core.auth import API_AUTH
 from apps.core.exceptions import OpsError
 from apps.flags.api import router as flags_router
+from apps.healing.api import router as healing_router
 from apps.metrics.api import router as metrics_router
 
 api = NinjaAPI(
@@ -30,6 +31,7 @@ api.add_router("/", flags_router)
 api.add_router("/components", components_router)
 api.add_router("/metrics", metrics_router)
 api.add_router("/breakers", breakers_router)
+api.add_router("/healing", healing_router)
 
 
 def error_body(

@@ -43,6 +43,13 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 10.0,
         "options": {"expires": 10},
     },
+    # Flow 3: enqueue healing attempts that are due but whose task was lost (a
+    # worker died); attempts are locked per component, so a duplicate is harmless.
+    "healing.dispatch_due": {
+        "task": "healing.dispatch_due",
+        "schedule": 15.0,
+        "options": {"expires": 15},
+    },
     # Delete raw health results past their retention, in bounded batches.
     "components.results_prune": {
         "task": "components.results_prune",

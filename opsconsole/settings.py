@@ -1,5 +1,6 @@
 """opsconsole settings: everything comes from the environment (see .env.example)."""
 
+import shlex
 from pathlib import Path
 
 import dj_database_url
@@ -38,6 +39,7 @@ INSTALLED_APPS = [
     "apps.flags",
     "apps.metrics",
     "apps.breakers",
+    "apps.healing",
 ]
 
 MIDDLEWARE = [
@@ -208,6 +210,11 @@ OPSCONSOLE_PROBE_TIMEOUT = (
 )
 OPSCONSOLE_TOKEN_TOUCH_SECONDS = 60
 OPSCONSOLE_LIVE_QUEUE_MAX = env_int("OPSCONSOLE_LIVE_QUEUE_MAX", 256, minimum=4)
+# The only argv lists healing's command action may run (each split like a shell
+# line, but never run through one).
+OPSCONSOLE_HEALING_COMMANDS = [
+    shlex.split(line) for line in env_list("OPSCONSOLE_HEALING_COMMANDS", [])
+]
 
 # --- Metrics (flow 5) --------------------------------------------------------
 # The in-process buffer's bound; past it (with PostgreSQL away) samples spill to disk.

@@ -1,0 +1,60 @@
+"""Celery remediation through Celery control: restart worker pools, purge a queue."""
+
+import asyncio
+from typing import Any, Literal
+
+from pydantic import model_validator
+
+from apps.healing.actions.base import (
+    ActionConfig,
+    ActionKind,
+    ActionResult,
+    HealContext,
+)
+
+
+class Config(ActionConfig):
+    operation: Literal["pool_restart", "purge"]
+    # pool_restart: these worker hostnames only (all when empty).
+    workers: list[str] = []
+    # purge: the queue emptied.
+    queue: str | None = None
+
+    @model_validator(mode="after")
+    def _queue_for_purge(self) -> "Config":
+        if (self.operation == "purge") != (self.queue is not None):
+            raise ValueError("purge needs a queue, and only purge takes one")
+        return self
+
+
+def _pool_restart(config: Config, timeout: float) -> ActionResult:
+    from opsconsole.celery import app
+
+    replies = app.control.pool_restart(
+        destination=config.workers or None, reply=True, timeout=timeout
+    )
+    return ActionResult(bool(replies), f"pool restart replies: {replies or 'none'}")
+
+
+def _purge(queue: str) -> ActionResult:
+    from opsconsole.celery import app
+
+    with app.connection_for_write() as connection:
+        channel: Any = connection.default_channel  # kombu's virtual channel
+        count = channel.queue_purge(queue)
+    return ActionResult(True, f"purged {count or 0} message(s) from {queue}")
+
+
+async def run(config: Config, ctx: HealContext) -> ActionResult:
+    if config.operation == "purge" and config.queue is not None:
+        return await asyncio.to_thread(_purge, config.queue)
+    return await asyncio.to_thread(_pool_restart, config, ctx.timeout)
+
+
+def describe(config: Config) -> str:
+    if config.operation == "purge":
+        return f"purge queue {config.queue}"
+    return f"restart the pools of {', '.join(config.workers) or 'every worker'}"
+
+
+KIND = ActionKind("celery", Config, run, describe)
