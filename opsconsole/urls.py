@@ -5,6 +5,7 @@ from apps.core import probes
 from apps.core.views import trace_page
 from apps.flags.ofrep import ofrep
 from apps.live.views import dashboard
+from apps.metrics.views import metrics_endpoint
 from opsconsole.api import api
 
 admin.site.site_header = "opsconsole"
@@ -14,6 +15,7 @@ admin.site.index_title = "Operations console"
 urlpatterns = [
     path("livez", probes.livez, name="livez"),
     path("readyz", probes.readyz, name="readyz"),
+    path("metrics", metrics_endpoint, name="metrics"),
     path("api/v1/", api.urls),
     path("ofrep/v1/", ofrep.urls),
     path("dashboard/", dashboard, name="dashboard"),

@@ -9,4 +9,4 @@ class MetricsConfig(AppConfig):
     def ready(self) -> None:
         from apps.metrics import process
 
-        process.connect_celery_shutdown()
+        process.connect_signals()

@@ -49,6 +49,10 @@ def _start() -> Buffer:
             _persister.start()
             _install_signal_handlers()
             _buffer = new_buffer
+        # Imported here: the heartbeat reads this module's persister_stats().
+        from apps.metrics.heartbeat import heartbeat_start
+
+        heartbeat_start(role="process")  # a no-op where a web/worker one runs
         return _buffer
 
 
@@ -81,12 +85,22 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
         os.kill(os.getpid(), signum)
 
 
-def connect_celery_shutdown() -> None:
-    """Flush when a Celery worker (or one of its prefork children) stops."""
-    from celery.signals import worker_process_shutdown, worker_shutdown
+def connect_signals() -> None:
+    """Flush when a Celery worker (or one of its prefork children) stops; publish
+    counters from each web process and each worker child (see heartbeat)."""
+    from celery.signals import (
+        worker_process_init,
+        worker_process_shutdown,
+        worker_shutdown,
+    )
+    from django.core.signals import request_started
+
+    from apps.metrics.heartbeat import on_request_started, on_worker_process_init
 
     worker_process_shutdown.connect(shutdown, weak=False)
     worker_shutdown.connect(shutdown, weak=False)
+    worker_process_init.connect(on_worker_process_init, weak=False)
+    request_started.connect(on_request_started, weak=False)
 
 
 def _forget_parent() -> None:
