@@ -13,6 +13,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import Func, QuerySet
 from django.http import HttpRequest
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -37,6 +38,7 @@ from apps.components.services import (
     maintenance_end,
     maintenance_window_create,
 )
+from apps.components.stats import component_stats
 from apps.core.admin_actions import action_with_reason
 from apps.core.exceptions import OpsError
 from apps.core.models import AuditEvent
@@ -207,9 +209,10 @@ class ComponentAdmin(admin.ModelAdmin):
         "paused",
         "depends_on",
         "next_check_at",
+        "statistics",
         "all_results",
     ]
-    readonly_fields = ["config_public", "heartbeat_info", "all_results"]
+    readonly_fields = ["config_public", "heartbeat_info", "statistics", "all_results"]
     inlines = [MaintenanceInline, RecentResultInline]
     actions = [
         "check_now",
@@ -274,6 +277,12 @@ class ComponentAdmin(admin.ModelAdmin):
             f"ping URL {url}; last ping {beat.last_ping_at or 'never'}; "
             f"last run {beat.last_duration or '-'}"
         )
+
+    @admin.display(description="statistics")
+    def statistics(self, obj: Component) -> str:
+        figures = component_stats(component=obj, now=timezone.now(), incidents=10)
+        # A template's output is already escaped and marked safe.
+        return render_to_string("admin/components/statistics.html", {"stats": figures})
 
     @admin.display(description="all results")
     def all_results(self, obj: Component) -> SafeString:

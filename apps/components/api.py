@@ -15,6 +15,7 @@ from apps.components.schemas import (
     CheckRequestedOut,
     ComponentFilter,
     ComponentOut,
+    ComponentStatsOut,
     MaintenanceEndedOut,
     MaintenanceIn,
     MaintenanceOut,
@@ -39,6 +40,7 @@ from apps.components.services import (
     maintenance_end,
     maintenance_window_create,
 )
+from apps.components.stats import ComponentStats, component_stats
 from apps.core.auth import Principal, require_perm, require_scope
 from apps.core.models import AuditEvent, Scope
 
@@ -98,6 +100,14 @@ def results(
     """Results newest first in ``[since, until)``; follow ``next_cursor`` for older."""
     _reader(request)
     return results_page(component=component_get(slug=slug), **filters.dict())
+
+
+@router.get("/{slug}/stats", response=ComponentStatsOut)
+def stats(request: HttpRequest, slug: str) -> ComponentStats:
+    """Uptime and latency p50/p95/p99 over 24 h, 7 d, 30 d and 365 d, and the latest
+    incidents with their durations."""
+    _reader(request)
+    return component_stats(component=component_get(slug=slug), now=timezone.now())
 
 
 @router.get("/{slug}/incidents", response=list[StateChangeOut])

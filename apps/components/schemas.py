@@ -152,3 +152,32 @@ class MaintenanceOut(Schema):
 
 class MaintenanceEndedOut(Schema):
     ended: int
+
+
+class PeriodStatsOut(Schema):
+    period: str = Field(..., description="24h, 7d, 30d or 365d.")
+    since: datetime
+    checks: int
+    uptime_pct: float | None = Field(..., description="Results not unhealthy, in %.")
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    incidents: int = Field(..., description="Incidents opened in the period.")
+    downtime_s: float = Field(..., description="Incidents closed in the period.")
+
+
+class IncidentOut(Schema):
+    started_at: datetime
+    ended_at: datetime | None = Field(..., description="None while it goes on.")
+    duration_s: float
+    state: str
+    message: str
+
+
+class ComponentStatsOut(Schema):
+    slug: str
+    covered_since: datetime | None = Field(
+        ..., description="The oldest result kept: periods reach back no further."
+    )
+    periods: list[PeriodStatsOut]
+    incidents: list[IncidentOut] = Field(..., description="The latest, newest first.")
