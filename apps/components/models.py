@@ -27,6 +27,9 @@ class Kind(models.TextChoices):
     CELERY_WORKERS = "celery_workers"
     PYTHON = "python"
     HEARTBEAT = "heartbeat"
+    DNS = "dns"
+    TLS = "tls"
+    CELERY_QUEUE = "celery_queue"
 
 
 class Status(models.TextChoices):

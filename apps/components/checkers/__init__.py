@@ -4,14 +4,17 @@
 """
 
 from apps.components.checkers import (
+    celery_queue,
     celery_workers,
     command,
+    dns,
     heartbeat,
     http,
     postgres,
     python,
     redis,
     tcp,
+    tls,
 )
 from apps.components.checkers.base import CheckerKind, CheckOutcome
 
@@ -26,6 +29,9 @@ KINDS: dict[str, CheckerKind] = {
         celery_workers,
         python,
         heartbeat,
+        dns,
+        tls,
+        celery_queue,
     )
 }
 
