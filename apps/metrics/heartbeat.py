@@ -16,6 +16,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
@@ -24,6 +25,7 @@ import structlog
 from django.conf import settings
 
 from apps.metrics import process
+from apps.metrics.persister import PersisterStats
 
 log = structlog.get_logger(__name__)
 INTERVAL = 5.0
@@ -69,9 +71,16 @@ def _client() -> redis.Redis:
 class Heartbeat:
     """This process's publisher thread."""
 
-    def __init__(self, *, role: str) -> None:
+    def __init__(
+        self,
+        *,
+        role: str,
+        stats: Callable[[], PersisterStats | None] = process.persister_stats,
+        name: str | None = None,
+    ) -> None:
         self.role = role
-        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.stats = stats
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
         self._drops = 0
         self._last_drop_at: float | None = None
         self._client = _client()
@@ -88,7 +97,7 @@ class Heartbeat:
             time.sleep(INTERVAL)
 
     def report(self) -> ProcessReport:
-        stats = process.persister_stats()
+        stats = self.stats()
         drops = stats.dropped_buffer_full + stats.dropped_spill_full if stats else 0
         if drops > self._drops:
             self._drops, self._last_drop_at = drops, time.time()

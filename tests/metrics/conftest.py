@@ -45,13 +45,18 @@ def raw_count(name: str) -> int:
 
 @contextlib.contextmanager
 def running_persister(
-    spill_dir: Path, *, database=default_database, bound=50_000, batch=1000
+    spill_dir: Path,
+    *,
+    database=default_database,
+    bound=50_000,
+    batch=1000,
+    spill_max_bytes=64 * 2**20,
 ):
     buffer = Buffer(bound=bound, flush_at=batch)
     persister = Persister(
         buffer=buffer,
         spill_dir=spill_dir,
-        spill_max_bytes=64 * 2**20,
+        spill_max_bytes=spill_max_bytes,
         interval=0.02,
         batch=batch,
         database=database,
