@@ -175,11 +175,11 @@ function renderFeed() {
       const row = el("li", { "data-kind": item.kind });
       row.append(el("time", { datetime: item.at }, clock(item.at)));
       row.append(item.url ? el("a", { href: item.url }, item.text) : el("span", {}, item.text));
-      if (item.detail) row.append(el("span", { class: "ops-detail" }, item.detail));
       if (item.trace) {
         const href = `/admin/trace/${encodeURIComponent(item.trace)}/`;
         row.append(el("a", { class: "ops-trace", href, title: "Everything with this trace id" }, "trace"));
       }
+      if (item.detail) row.append(el("span", { class: "ops-detail" }, item.detail));
       return row;
     }),
   );

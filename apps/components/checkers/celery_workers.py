@@ -19,12 +19,15 @@ class Config(CheckConfig):
     queue: str | None = None
 
 
-def _answering(queue: str | None, wait: float) -> list[str]:
-    """Names of the workers that answered within ``wait`` seconds (blocking)."""
+def _answering(queue: str | None, wait: float, enough: int) -> list[str]:
+    """Names of the workers that answered within ``wait`` seconds (blocking); a
+    plain ping stops waiting once ``enough`` have answered."""
     from opsconsole.celery import app
 
     if queue is None:
-        replies = app.control.ping(timeout=wait) or []
+        # Without a limit a broadcast always waits out its whole window, so a
+        # healthy check would report the window as its latency.
+        replies = app.control.ping(timeout=wait, limit=enough) or []
         return sorted(name for reply in replies for name in reply)
     queues = app.control.inspect(timeout=wait).active_queues() or {}
     return sorted(
@@ -37,7 +40,10 @@ def _answering(queue: str | None, wait: float) -> list[str]:
 async def check(config: Config, timeout: float) -> CheckOutcome:
     watch = Stopwatch()
     # A broadcast waits for its whole reply window; keep it inside the timeout.
-    workers = await asyncio.to_thread(_answering, config.queue, min(timeout / 2, 2.0))
+    wait = min(timeout / 2, 2.0)
+    workers = await asyncio.to_thread(
+        _answering, config.queue, wait, config.min_workers
+    )
     latency = watch.ms()
     details = {"workers": workers}
     message = f"{len(workers)} worker(s) answered, need {config.min_workers}"
