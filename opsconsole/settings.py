@@ -251,6 +251,25 @@ OPSCONSOLE_METRICS_DAY_RETENTION_DAYS = env_int(
 # /metrics answers without a token when true.
 OPSCONSOLE_METRICS_PUBLIC = env_bool("OPSCONSOLE_METRICS_PUBLIC", False)
 
+# --- Email: notification channels of kind "email" ------------------------------
+# Development prints mail to the log; production sends through SMTP.
+EMAIL_BACKEND = env_str(
+    "DJANGO_EMAIL_BACKEND",
+    "django.core.mail.backends.console.EmailBackend"
+    if DEBUG
+    else "django.core.mail.backends.smtp.EmailBackend",
+)
+EMAIL_HOST = env_str("DJANGO_EMAIL_HOST", "localhost") or "localhost"
+EMAIL_PORT = env_int("DJANGO_EMAIL_PORT", 25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("DJANGO_EMAIL_HOST_USER", "") or ""
+EMAIL_HOST_PASSWORD = env_str("DJANGO_EMAIL_HOST_PASSWORD", "") or ""
+EMAIL_USE_TLS = env_bool("DJANGO_EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = (
+    env_str("DJANGO_DEFAULT_FROM_EMAIL", "opsconsole@localhost")
+    or "opsconsole@localhost"
+)
+
 # --- Logging: JSON lines in production, readable in development --------------
 LOG_LEVEL = env_str("OPSCONSOLE_LOG_LEVEL", "INFO") or "INFO"
 LOG_FORMAT = env_str("OPSCONSOLE_LOG_FORMAT", "console" if DEBUG else "json")
