@@ -175,3 +175,20 @@ def celery_beat(tmp: Path, **env: str) -> Proc:
         child_env(OPSCONSOLE_VAR_DIR=str(tmp), **env),
         tmp / f"beat-{time.monotonic_ns()}.log",
     )
+
+
+@contextmanager
+def running_workers_paused(queue: str = "default") -> Iterator[list[str]]:
+    """Make every worker running now (say, the session's) stop consuming ``queue``
+    meanwhile, so tasks go only to workers the test starts; yields their names."""
+    from opsconsole.celery import app
+
+    replies = app.control.ping(timeout=1.0) or []
+    paused = sorted(name for reply in replies for name in reply)
+    if paused:
+        app.control.cancel_consumer(queue, destination=paused, reply=True, timeout=2)
+    try:
+        yield paused
+    finally:
+        if paused:
+            app.control.add_consumer(queue, destination=paused, reply=True, timeout=2)

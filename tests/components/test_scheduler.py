@@ -12,7 +12,7 @@ from django.utils import timezone
 from apps.components.models import Component, HealthResult
 from apps.components.services import components_dispatch_due, components_run_batch
 from tests.components.helpers import make_component
-from tests.procs import celery_worker, wait_until
+from tests.procs import celery_worker, running_workers_paused, wait_until
 
 
 def _dispatch(capture, now, **kwargs):
@@ -81,6 +81,7 @@ def test_scheduler__two_workers_200_due__each_checked_once(target, tmp_path):
         for n in range(200)
     ]
     with (
+        running_workers_paused(),
         celery_worker(tmp_path, name="share1") as first,
         celery_worker(tmp_path, name="share2") as second,
     ):
@@ -110,22 +111,26 @@ def test_scheduler__worker_killed_mid_batch__checks_run_again(target, tmp_path):
         make_component(config={"url": target.url(f"/k/{n}")}, timeout_seconds=3)
         for n in range(5)
     ]
-    with celery_worker(tmp_path, name="doomed") as doomed:
-        assert components_dispatch_due(now=timezone.now()) == 5
-        wait_until(lambda: len(target.hits) == 5, timeout=30, what="batch in flight")
-        os.killpg(doomed.popen.pid, signal.SIGKILL)
-        doomed.popen.wait(10)
-    assert not HealthResult.objects.filter(component__in=components).exists()
-    assert components_dispatch_due(now=timezone.now()) == 0, "claim still held"
-    target.delay = 0
-    with celery_worker(tmp_path, name="rescuer"):
-        wait_until(
-            lambda: (
-                components_dispatch_due(now=timezone.now()) >= 0
-                and len(_results_per_component(components)) == 5
-            ),
-            timeout=60,
-            what="the lost checks to run again",
-        )
+    # Only the workers started here may take the batch (not the session's worker).
+    with running_workers_paused():
+        with celery_worker(tmp_path, name="doomed") as doomed:
+            assert components_dispatch_due(now=timezone.now()) == 5
+            wait_until(
+                lambda: len(target.hits) == 5, timeout=30, what="batch in flight"
+            )
+            os.killpg(doomed.popen.pid, signal.SIGKILL)
+            doomed.popen.wait(10)
+        assert not HealthResult.objects.filter(component__in=components).exists()
+        assert components_dispatch_due(now=timezone.now()) == 0, "claim still held"
+        target.delay = 0
+        with celery_worker(tmp_path, name="rescuer"):
+            wait_until(
+                lambda: (
+                    components_dispatch_due(now=timezone.now()) >= 0
+                    and len(_results_per_component(components)) == 5
+                ),
+                timeout=60,
+                what="the lost checks to run again",
+            )
     assert set(_results_per_component(components).values()) == {1}
     assert set(target.hits.values()) == {2}
