@@ -10,7 +10,7 @@ daphne process (DEBUG off) serving the project plus ``/bench/constant``
 one of 1,000 users, ``C`` at a time; rounds alternate between them so drift on the
 shared machine hits all alike. The ceiling view is a sync view like ninja's and
 parses the body, but does no token check and no evaluation; a third subject adds
-the token lookup OFREP's auth does (one indexed query per request).
+the bearer-token auth OFREP runs (``apps.core.auth.TokenAuth``: two queries).
 """
 
 import argparse
@@ -119,7 +119,7 @@ async def compare(
     auth = {"Authorization": f"Bearer {token}"}
     subjects = {
         "constant JSON view (ceiling)": (f"{base}/bench/constant", {}),
-        "constant view + token lookup": (f"{base}/bench/constant-with-token", auth),
+        "constant view + token auth": (f"{base}/bench/constant-with-auth", auth),
         "OFREP evaluate/flags/{key}": (
             f"{base}/ofrep/v1/evaluate/flags/{KEY}",
             auth,
