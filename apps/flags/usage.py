@@ -4,13 +4,13 @@ The evaluation entry points (``apps.flags.evaluate``/``is_enabled``/``resolve``,
 so the OpenFeature provider and OFREP's single evaluation too) add one to
 ``counts[key]`` for each flag they find: a dict update, no lock, no I/O. OFREP's
 bulk evaluation is not counted: a client fetching every flag says nothing about
-which it reads, and would make every flag look used. Counts
-only grow; a daemon thread adds what grew since its last good flush to FlagUsage
-every ``FLUSH_SECONDS``. While PostgreSQL is unreachable a flush fails, nothing is
-marked flushed, and the next one carries it all. "Last evaluated" is when a flush
-first saw a flag's count grow, so it is exact to ``FLUSH_SECONDS``; a process that
-stops loses at most its last ``FLUSH_SECONDS`` of counts, and two threads bumping
-one key at the same instant may lose one: usage finds stale flags, it does not bill.
+which it reads, and would make every flag look used. Counts only grow; a daemon
+thread adds what grew since its last good flush to FlagUsage every
+``FLUSH_SECONDS``. While PostgreSQL is unreachable a flush fails, nothing is marked
+flushed, and the next one carries it all. "Last evaluated" is when a flush first
+saw a flag's count grow, so it is exact to ``FLUSH_SECONDS``; a process that stops
+loses at most its last ``FLUSH_SECONDS`` of counts, and two threads bumping one key
+at the same instant may lose one: usage finds stale flags, it does not bill.
 """
 
 import contextlib
