@@ -28,7 +28,8 @@ _previous: dict[int, Any] = {}
 
 def buffer() -> Buffer:
     """This process's buffer, its persister started on first use."""
-    return _buffer or _start()
+    # "is not None": an empty buffer is falsy (it has __len__).
+    return _buffer if _buffer is not None else _start()
 
 
 def _start() -> Buffer:

@@ -1,5 +1,6 @@
 """Every write of the metrics app: recording samples, rollups, retention."""
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -13,7 +14,7 @@ from apps.metrics.buffer import Sample
 from apps.metrics.models import Resolution, Rollup
 from apps.metrics.partitions import partitions_create, partitions_drop_before
 from apps.metrics.rollups import rollup_due
-from apps.metrics.series import tags_tuple
+from apps.metrics.series import SeriesKey, tags_tuple
 from apps.metrics.validation import sample_problems
 
 
@@ -27,13 +28,26 @@ class SampleInput:
     at: datetime | None = None
 
 
+# Series (name + tags) that passed validation once: record() skips the regexes
+# for them. Bounded by clearing; add and clear are atomic under the GIL.
+_valid_series: set[SeriesKey] = set()
+VALID_SERIES_MAX = 10_000
+
+
 def sample_record(
     *, name: str, value: float, tags: Mapping[str, str] | None, at: datetime | None
 ) -> bool:
     """Validate and queue one sample; False when the full buffer refused it."""
-    sample, problems = _checked(SampleInput(name, value, tags, at))
-    if problems:
-        raise ValidationFailed(problems)
+    key, value = (name, tags_tuple(tags)), float(value)
+    if at is None and key in _valid_series and math.isfinite(value):
+        sample = Sample(name, key[1], datetime.now(UTC), value)  # now: always valid
+    else:
+        sample, problems = _checked(SampleInput(name, value, tags, at))
+        if problems:
+            raise ValidationFailed(problems)
+        if len(_valid_series) >= VALID_SERIES_MAX:
+            _valid_series.clear()
+        _valid_series.add(key)
     return process.buffer().append(sample)
 
 
