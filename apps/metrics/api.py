@@ -8,6 +8,7 @@ from apps.core.auth import require_scope
 from apps.core.models import Scope
 from apps.metrics.schemas import IngestIn, IngestOut, QueryFilter, QueryOut
 from apps.metrics.selectors import metrics_query
+from apps.metrics.series import tags_parse
 from apps.metrics.services import SampleInput, samples_ingest
 
 router = Router(tags=["metrics"])
@@ -25,10 +26,9 @@ def ingest(request: HttpRequest, payload: IngestIn) -> Status:
 def query(request: HttpRequest, filters: Query[QueryFilter]) -> QueryOut:
     """Per-step statistics from the coarsest rollup that serves the step (read scope)."""
     require_scope(request, Scope.READ)
-    tags = dict(pair.split(":", 1) for pair in filters.tags.split(",") if ":" in pair)
     resolution, buckets = metrics_query(
         name=filters.name,
-        tags=tags,
+        tags=tags_parse(filters.tags),
         start=filters.start,
         end=filters.end,
         step=filters.step,

@@ -13,6 +13,12 @@ def tags_tuple(tags: Mapping[str, str] | None) -> Tags:
     return tuple(sorted((str(k), str(v)) for k, v in tags.items())) if tags else ()
 
 
+def tags_parse(text: str) -> dict[str, str]:
+    """``"env:prod,host:a"`` → ``{"env": "prod", "host": "a"}`` (pairs without ``:``
+    are ignored): the tag filter of the query API and CLI."""
+    return dict(pair.split(":", 1) for pair in text.split(",") if ":" in pair)
+
+
 def canonical_tags(tags: Tags) -> str:
     """The tags as compact JSON with sorted keys: one text per tag set."""
     return json.dumps(dict(tags), sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,114 @@
+"""``manage.py metrics query NAME --from --to --step [--tags]`` and ``metrics status``."""
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils.dateparse import parse_datetime
+
+from apps.core.cli import add_format_argument, iso, render_rows
+from apps.core.exceptions import OpsError
+from apps.metrics.heartbeat import ProcessReport, fleet_reports
+from apps.metrics.selectors import Bucket, metrics_query
+from apps.metrics.series import tags_parse
+
+QUERY_COLUMNS = ["start", "count", "sum", "min", "max", "avg", "p50", "p95", "p99"]
+STATUS_COLUMNS = [
+    "process",
+    "role",
+    "age_s",
+    "buffered",
+    "recorded",
+    "flushed",
+    "spilled",
+    "spill_bytes",
+    "dropped",
+    "database_away",
+]
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class Command(BaseCommand):
+    help = "Query metric rollups, or show every process's persister."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        query = sub.add_parser("query", help="Per-step statistics of one metric.")
+        query.add_argument("name")
+        query.add_argument("--from", dest="start", type=_moment, required=True)
+        query.add_argument("--to", dest="end", type=_moment, default=None)
+        query.add_argument("--step", type=_seconds, default=60, help="60, 5m, 1h …")
+        query.add_argument("--tags", default="", help="k:v,k:v")
+        add_format_argument(query)
+        add_format_argument(sub.add_parser("status", help="Buffer, spill, drops."))
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            if options["action"] == "query":
+                rows, columns = self._query(**options), QUERY_COLUMNS
+            else:
+                rows, columns = (
+                    [_status_row(r) for r in fleet_reports()],
+                    STATUS_COLUMNS,
+                )
+        except OpsError as exc:
+            raise CommandError(exc.message) from exc
+        output = render_rows(
+            rows, columns=columns, output_format=options["output_format"]
+        )
+        self.stdout.write(output)
+
+    def _query(
+        self,
+        *,
+        name: str,
+        start: datetime,
+        end: datetime | None,
+        step: int,
+        tags: str,
+        **_: Any,
+    ) -> list[dict[str, str]]:
+        _resolution, buckets = metrics_query(
+            name=name,
+            tags=tags_parse(tags),
+            start=start,
+            end=end or datetime.now(UTC),
+            step=step,
+        )
+        return [_bucket_row(bucket) for bucket in buckets]
+
+
+def _bucket_row(bucket: Bucket) -> dict[str, str]:
+    numbers = (bucket.sum, bucket.min, bucket.max, bucket.avg)
+    quantiles = (bucket.p50, bucket.p95, bucket.p99)
+    return dict(
+        zip(
+            QUERY_COLUMNS,
+            [iso(bucket.start), str(bucket.count)]
+            + [f"{n:g}" for n in numbers]
+            + ["" if q is None else f"{q:g}" for q in quantiles],
+            strict=True,
+        )
+    )
+
+
+def _status_row(report: ProcessReport) -> dict[str, str]:
+    stats = report.persister or {}
+    dropped = stats.get("dropped_buffer_full", 0) + stats.get("dropped_spill_full", 0)
+    values = [report.process, report.role, f"{time.time() - report.at:.1f}"]
+    values += [str(stats.get(key, "")) for key in STATUS_COLUMNS[3:8]]
+    values += [str(dropped), str(stats.get("database_away", ""))]
+    return dict(zip(STATUS_COLUMNS, values, strict=True))
+
+
+def _moment(text: str) -> datetime:
+    moment = parse_datetime(text)
+    if moment is None:
+        raise ValueError(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _seconds(text: str) -> int:
+    unit = text[-1] if text[-1:] in UNITS else "s"
+    return int(text.rstrip("smhd")) * UNITS[unit]
