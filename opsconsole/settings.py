@@ -250,6 +250,8 @@ OPSCONSOLE_METRICS_DAY_RETENTION_DAYS = env_int(
 )
 # /metrics answers without a token when true.
 OPSCONSOLE_METRICS_PUBLIC = env_bool("OPSCONSOLE_METRICS_PUBLIC", False)
+# The DB query monitor lists queries at least this slow as slow.
+OPSCONSOLE_DB_SLOW_QUERY_MS = env_int("OPSCONSOLE_DB_SLOW_QUERY_MS", 200, minimum=1)
 
 # --- Email: notification channels of kind "email" ------------------------------
 # Development prints mail to the log; production sends through SMTP.

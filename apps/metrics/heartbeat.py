@@ -7,6 +7,7 @@ a JSON report to ``<prefix>metrics:proc:<host>:<pid>`` with a TTL of three
 intervals and stamps the name in the ``<prefix>metrics:procs`` sorted set. The
 scrape reads every report younger than the TTL and labels each series with its
 process, so counters stay monotonic per process and a dead one simply ages out.
+The same pipeline carries the DB query monitor's notes (see dbmonitor).
 The thread is separate from the persister's on purpose: that one can spend seconds
 in retries while PostgreSQL is away, exactly when its counters matter most.
 """
@@ -23,8 +24,10 @@ from typing import Any, cast
 import redis
 import structlog
 from django.conf import settings
+from django.db.backends.postgresql.base import DatabaseWrapper
 
 from apps.metrics import process
+from apps.metrics.dbmonitor import MONITOR
 from apps.metrics.persister import PersisterStats
 
 log = structlog.get_logger(__name__)
@@ -44,6 +47,7 @@ class ProcessReport:
     persister: dict[str, Any] | None
     live: dict[str, Any] | None
     last_drop_at: float | None
+    pool: dict[str, int] | None = None
 
     @property
     def dropping(self) -> bool:
@@ -108,6 +112,7 @@ class Heartbeat:
             persister=asdict(stats) if stats else None,
             live=_live_stats(),
             last_drop_at=self._last_drop_at,
+            pool=_pool_stats(),
         )
 
     def publish(self) -> None:
@@ -117,6 +122,7 @@ class Heartbeat:
             pipe = self._client.pipeline(transaction=False)
             pipe.set(_key(self.name), json.dumps(asdict(report)), ex=int(TTL))
             pipe.zadd(_key(), {self.name: report.at})
+            MONITOR.flush(pipe)
             pipe.execute()
         except redis.RedisError as exc:
             if not self._failing:
@@ -135,6 +141,13 @@ def _live_stats() -> dict[str, Any] | None:
     counters = asdict(stats)
     del counters["connections"]
     return counters
+
+
+def _pool_stats() -> dict[str, int] | None:
+    # The pool Django made for "default", if any (its ``pool`` property would make one).
+    pools = getattr(DatabaseWrapper, "_connection_pools", {})
+    pool = pools.get("default")
+    return dict(pool.get_stats()) if pool is not None else None
 
 
 _lock = threading.Lock()

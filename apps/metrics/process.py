@@ -88,20 +88,24 @@ def _on_signal(signum: int, frame: FrameType | None) -> None:
 
 def connect_signals() -> None:
     """Flush when a Celery worker (or one of its prefork children) stops; publish
-    counters from each web process and each worker child (see heartbeat)."""
+    counters from each web process and each worker child (see heartbeat); time
+    every query on every new connection (see dbmonitor)."""
     from celery.signals import (
         worker_process_init,
         worker_process_shutdown,
         worker_shutdown,
     )
     from django.core.signals import request_started
+    from django.db.backends.signals import connection_created
 
+    from apps.metrics import dbmonitor
     from apps.metrics.heartbeat import on_request_started, on_worker_process_init
 
     worker_process_shutdown.connect(shutdown, weak=False)
     worker_shutdown.connect(shutdown, weak=False)
     worker_process_init.connect(on_worker_process_init, weak=False)
     request_started.connect(on_request_started, weak=False)
+    connection_created.connect(dbmonitor.install, weak=False)
 
 
 def _forget_parent() -> None:

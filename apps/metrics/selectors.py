@@ -1,13 +1,17 @@
-"""Every read of the metrics app: range queries over rollups."""
+"""Every read of the metrics app: range queries over rollups, the DB query monitor."""
 
 import json
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
+import redis
+from django.conf import settings
 from django.db import connection
 
 from apps.core.exceptions import ValidationFailed
+from apps.metrics.dbmonitor import QueryNote, db_key
 from apps.metrics.models import Resolution
 from apps.metrics.rollups import SIZE
 from apps.metrics.sketch import quantile
@@ -97,3 +101,51 @@ def _json(tags: dict[str, str]) -> str:
 def _loads(sketch: Any) -> dict[str, int]:
     # Django's cursor hands jsonb back as text (it registers its own loader).
     return json.loads(sketch) if isinstance(sketch, str) else dict(sketch)
+
+
+@dataclass(frozen=True, slots=True)
+class FingerprintStats:
+    """A query fingerprint's totals across the fleet, in milliseconds."""
+
+    fingerprint: str
+    count: int
+    total_ms: float
+    mean_ms: float
+    p95_ms: float | None
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(
+        settings.REDIS_URL, socket_timeout=2, decode_responses=True
+    )
+
+
+def db_queries(*, which: str, limit: int = 50) -> list[QueryNote]:
+    """The newest ``recent`` or ``slow`` queries noted by any process, newest first."""
+    raw = cast(list[str], _redis().lrange(db_key(which), 0, limit - 1))
+    return [QueryNote(**json.loads(item)) for item in raw]
+
+
+def db_stats(*, limit: int = 50) -> list[FingerprintStats]:
+    """Count, total, mean and p95 per fingerprint, the most total time first."""
+    client = _redis()
+    texts = cast(dict[str, str], client.hgetall(db_key("fingerprints")))
+    counts = cast(dict[str, str], client.hgetall(db_key("count")))
+    totals = cast(dict[str, str], client.hgetall(db_key("total_ms")))
+    top = sorted(texts, key=lambda ident: -float(totals.get(ident, 0)))[:limit]
+    pipe = client.pipeline(transaction=False)
+    for ident in top:
+        pipe.hgetall(db_key(f"sketch:{ident}"))
+    return [
+        _fingerprint_stats(texts[i], int(counts.get(i, 0)), float(totals.get(i, 0)), s)
+        for i, s in zip(top, pipe.execute(), strict=True)
+    ]
+
+
+def _fingerprint_stats(
+    text: str, count: int, total: float, sketch: dict[str, str]
+) -> FingerprintStats:
+    counts = {key: int(value) for key, value in sketch.items()}
+    p95 = quantile(counts, 0.95, lowest=0.0, highest=math.inf)
+    mean = total / count if count else 0.0
+    return FingerprintStats(text, count, round(total, 3), round(mean, 3), p95)

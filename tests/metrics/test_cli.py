@@ -19,10 +19,14 @@ from tests.metrics.conftest import sample
 FORMATS = ("table", "json", "csv")
 
 
-def run(*args: str) -> str:
+def run_command(name: str, *args: str) -> str:
     out = io.StringIO()
-    call_command("metrics", *args, stdout=out)
+    call_command(name, *args, stdout=out)
     return out.getvalue()
+
+
+def run(*args: str) -> str:
+    return run_command("metrics", *args)
 
 
 def parsed(text: str, output_format: str) -> list[dict[str, str]]:
