@@ -29,6 +29,13 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 5.0,
         "options": {"expires": 10},
     },
+    # Self-monitoring: ping the console-beat heartbeat; the ping travels beat →
+    # worker, so its absence means one of them stopped. Stale after a period.
+    "components.beat_heartbeat": {
+        "task": "components.beat_heartbeat",
+        "schedule": 10.0,
+        "options": {"expires": 10},
+    },
     # Flow 6: queue depths and worker presence for the dashboard. Every 2 s, so a
     # worker that stops answering is shown gone well within 10 s.
     "live.sample": {

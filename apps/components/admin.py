@@ -1,7 +1,8 @@
 """Admin for components: state at a glance, recent results, operator actions.
 
-Components are shown, never edited here: their config may hold secrets, so only
-``component_config_public`` is rendered. Actions call the services, one component
+Operators add and change components through the services (``save_model``); viewers
+read only. A config may hold secrets, so only ``component_config_public`` is ever
+rendered, in the form's initial JSON too. Actions call the services, one component
 at a time, and report what they skipped.
 """
 
@@ -19,6 +20,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from apps.components.forms import ComponentForm
 from apps.components.models import (
     Component,
     HealthResult,
@@ -32,9 +34,13 @@ from apps.components.selectors import (
     component_list,
 )
 from apps.components.services import (
+    EDITABLE,
     component_check_now,
+    component_create,
+    component_delete,
     component_pause,
     component_resume,
+    component_update,
     maintenance_end,
     maintenance_window_create,
 )
@@ -174,8 +180,16 @@ def _with_reason(
     )
 
 
+# Shown on an existing component, never edited here: the slug is fixed once made,
+# pausing has its actions and the schedule is the scheduler's.
+_SHOWN = ["heartbeat_info", "paused", "next_check_at", "statistics", "all_results"]
+# What a viewer sees instead of the fields that could show a secret or need a form.
+_VIEWED = {"config": "config_public", "notification_channels": "channel_names"}
+
+
 @admin.register(Component)
 class ComponentAdmin(admin.ModelAdmin):
+    form = ComponentForm
     list_display = [
         "name",
         "slug",
@@ -190,29 +204,7 @@ class ComponentAdmin(admin.ModelAdmin):
     list_filter = [StateFilter, "group", "kind", TagFilter, "paused", "enabled"]
     search_fields = ["name", "slug", "group", "owner", "description"]
     list_select_related = ["state"]
-    fields = [
-        "name",
-        "slug",
-        "group",
-        "tags",
-        "owner",
-        "description",
-        "kind",
-        "config_public",
-        "heartbeat_info",
-        "interval_seconds",
-        "timeout_seconds",
-        "retries",
-        "failure_threshold",
-        "success_threshold",
-        "enabled",
-        "paused",
-        "depends_on",
-        "next_check_at",
-        "statistics",
-        "all_results",
-    ]
-    readonly_fields = ["config_public", "heartbeat_info", "statistics", "all_results"]
+    filter_horizontal = ["depends_on"]
     inlines = [MaintenanceInline, RecentResultInline]
     actions = [
         "check_now",
@@ -225,6 +217,50 @@ class ComponentAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Component]:
         return component_list(uptime_since=timezone.now() - timedelta(hours=24))
 
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = [*ComponentForm.Meta.fields, "notification_channels"]
+        if obj is None:
+            return fields
+        if not self.has_change_permission(request, obj):
+            fields = [_VIEWED.get(name, name) for name in fields]
+        return fields + _SHOWN
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [] if obj is None else ["slug", *_VIEWED.values(), *_SHOWN]
+
+    def get_inlines(self, request: HttpRequest, obj: Any) -> list[Any]:
+        return list(self.inlines) if obj is not None else []
+
+    def save_model(
+        self, request: HttpRequest, obj: Component, form: Any, change: bool
+    ) -> None:
+        data = {k: v for k, v in form.cleaned_data.items() if k in EDITABLE}
+        if change:
+            saved = component_update(slug=obj.slug, data=data, **_operator(request))
+        else:
+            saved = component_create(
+                slug=form.cleaned_data["slug"], **data, **_operator(request)
+            )
+        obj.pk = saved.pk
+
+    def save_related(
+        self, request: HttpRequest, form: Any, formsets: Any, change: bool
+    ) -> None:
+        """The service set depends_on and the channels already; the inlines are
+        read-only, so saving them changes nothing (and gives the admin's history
+        message its lists)."""
+        for formset in formsets:
+            self.save_formset(request, form, formset, change=change)
+
+    def delete_model(self, request: HttpRequest, obj: Component) -> None:
+        component_delete(slug=obj.slug, **_operator(request))
+
+    def delete_queryset(
+        self, request: HttpRequest, queryset: QuerySet[Component]
+    ) -> None:
+        for slug in queryset.values_list("slug", flat=True):
+            component_delete(slug=slug, **_operator(request))
+
     def get_formset_kwargs(
         self, request: HttpRequest, obj: Any, inline: Any, prefix: str
     ) -> dict[str, Any]:
@@ -234,13 +270,6 @@ class ComponentAdmin(admin.ModelAdmin):
             latest = obj.results.values_list("id", flat=True)[:RECENT_RESULTS]
             kwargs["queryset"] = HealthResult.objects.filter(id__in=list(latest))
         return kwargs
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        # Only unlocks the actions: a component's fields are not edited here.
-        return obj is None and super().has_change_permission(request)
 
     @admin.display(description="state", ordering="state__state")
     def state_colored(self, obj: Component) -> SafeString:
@@ -266,6 +295,11 @@ class ComponentAdmin(admin.ModelAdmin):
     def config_public(self, obj: Component) -> SafeString:
         shown = json.dumps(component_config_public(component=obj), indent=2)
         return format_html("<pre>{}</pre>", shown)
+
+    @admin.display(description="notification channels")
+    def channel_names(self, obj: Component) -> str:
+        names = obj.notification_channels.values_list("name", flat=True)
+        return ", ".join(names) or "-"
 
     @admin.display(description="heartbeat")
     def heartbeat_info(self, obj: Component) -> str:

@@ -1,6 +1,7 @@
 """Components REST endpoints under /api/v1/components."""
 
 from datetime import timedelta
+from typing import Any
 
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -11,10 +12,13 @@ from ninja.responses import Status
 
 from apps.components.models import Component, MaintenanceWindow, StateChange
 from apps.components.notifications.api import router as notifications_router
+from apps.components.notifications.selectors import channels_named
 from apps.components.schemas import (
     CheckRequestedOut,
     ComponentFilter,
+    ComponentIn,
     ComponentOut,
+    ComponentPatchIn,
     ComponentStatsOut,
     MaintenanceEndedOut,
     MaintenanceIn,
@@ -30,13 +34,16 @@ from apps.components.selectors import (
     ResultsPage,
     component_get,
     component_list,
+    components_named,
     results_page,
     state_changes,
 )
 from apps.components.services import (
     component_check_now,
+    component_create,
     component_pause,
     component_resume,
+    component_update,
     maintenance_end,
     maintenance_window_create,
 )
@@ -90,6 +97,37 @@ def components(
 def component(request: HttpRequest, slug: str) -> Component:
     """One component with its current state."""
     _reader(request)
+    return _listed(slug)
+
+
+def _named(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with depends_on slugs and channel names as the rows they name."""
+    if "depends_on" in data:
+        data["depends_on"] = components_named(slugs=data["depends_on"])
+    if "notification_channels" in data:
+        names = data["notification_channels"]
+        data["notification_channels"] = channels_named(names=names)
+    return data
+
+
+@router.post("", response={201: ComponentOut})
+def create(request: HttpRequest, payload: ComponentIn) -> Status[Component]:
+    """Register a component; 422 names the field, e.g. ``config.url``. Secrets in
+    the config are stored, and masked in the answer."""
+    principal = _operator(request, "components.add_component")
+    component_create(**_named(payload.dict()), actor=principal.user, source=API)
+    return Status(201, _listed(payload.slug))
+
+
+@router.patch("/{slug}", response=ComponentOut)
+def update(request: HttpRequest, slug: str, payload: ComponentPatchIn) -> Component:
+    """Change the fields sent; a secret sent back masked keeps its stored value."""
+    principal = _operator(request, "components.change_component")
+    data = payload.dict(exclude_unset=True)
+    reason = data.pop("reason", "")
+    component_update(
+        slug=slug, data=_named(data), actor=principal.user, source=API, reason=reason
+    )
     return _listed(slug)
 
 

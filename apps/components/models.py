@@ -2,6 +2,7 @@
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import BrinIndex
@@ -125,16 +126,34 @@ class Component(models.Model):
         return self.slug
 
     def clean(self) -> None:
-        from pydantic import ValidationError as SchemaError
-
-        try:
-            KINDS[self.kind].config_model.model_validate(self.config)
-        except KeyError:
-            return  # the kind's choices report it
-        except SchemaError as exc:
+        errors = config_errors(self.kind, self.config)
+        if errors:
             raise ValidationError(
-                {"config": [_schema_message(err) for err in exc.errors()]}
-            ) from exc
+                {
+                    "config": [
+                        f"{at}: {msg}" for at, msgs in errors.items() for msg in msgs
+                    ]
+                }
+            )
+
+
+def config_errors(kind: str, config: Any) -> dict[str, list[str]]:
+    """What ``kind``'s schema finds wrong in ``config``, by path (``config.url``);
+    empty when it is valid or the kind is unknown (the kind's choices report that)."""
+    from pydantic import ValidationError as SchemaError
+
+    checker = KINDS.get(kind)
+    if checker is None:
+        return {}
+    try:
+        checker.config_model.model_validate(config)
+    except SchemaError as exc:
+        errors: dict[str, list[str]] = {}
+        for error in exc.errors():
+            path = ".".join(["config", *(str(part) for part in error["loc"])])
+            errors.setdefault(path, []).append(error["msg"])
+        return errors
+    return {}
 
 
 def _schema_message(error: ErrorDetails) -> str:

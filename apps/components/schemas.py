@@ -6,7 +6,7 @@ from typing import Any
 from django.urls import reverse
 from ninja import Field, Schema
 from ninja.pagination import LimitOffsetPagination
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, ConfigDict, field_validator
 
 from apps.components.models import Component
 from apps.components.selectors import component_config_public
@@ -73,6 +73,62 @@ class ComponentOut(Schema):
     def resolve_ping_url(obj: Component) -> str | None:
         beat = getattr(obj, "heartbeat", None)
         return reverse("ping", args=[beat.ping_uuid]) if beat else None
+
+
+class ComponentIn(Schema):
+    """A new component. Unknown keys are errors, so a typo isn't silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(..., max_length=200)
+    slug: str = Field(..., max_length=100, pattern=r"^[-a-zA-Z0-9_]+$")
+    kind: str = Field(..., description="http, tcp, postgres, redis, heartbeat …")
+    config: dict[str, Any] = Field(..., description="The kind's fields.")
+    group: str = Field("", max_length=100)
+    tags: list[str] = []
+    owner: str = Field("", max_length=200)
+    description: str = ""
+    interval_seconds: int = Field(30, ge=1)
+    timeout_seconds: float = Field(10.0, gt=0, le=300)
+    retries: int = Field(0, ge=0, le=5)
+    failure_threshold: int | None = Field(None, ge=1, description="Default: by kind.")
+    success_threshold: int | None = Field(None, ge=1, description="Default: by kind.")
+    enabled: bool = True
+    depends_on: list[str] = Field([], description="Slugs of other components.")
+    notification_channels: list[str] = Field([], description="Channel names.")
+
+
+class ComponentPatchIn(Schema):
+    """The fields to change; the slug is fixed. A secret sent back masked is kept.
+    A field left out is unchanged; null is refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, max_length=200)
+    kind: str | None = None
+    config: dict[str, Any] | None = None
+    group: str | None = Field(None, max_length=100)
+    tags: list[str] | None = None
+    owner: str | None = Field(None, max_length=200)
+    description: str | None = None
+    interval_seconds: int | None = Field(None, ge=1)
+    timeout_seconds: float | None = Field(None, gt=0, le=300)
+    retries: int | None = Field(None, ge=0, le=5)
+    failure_threshold: int | None = Field(None, ge=1)
+    success_threshold: int | None = Field(None, ge=1)
+    enabled: bool | None = None
+    depends_on: list[str] | None = Field(None, description="Slugs; replaces the list.")
+    notification_channels: list[str] | None = Field(
+        None, description="Replaces the list."
+    )
+    reason: str = Field("", max_length=2000)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("leave the field out instead of sending null")
+        return value
 
 
 class ResultsFilter(Schema):

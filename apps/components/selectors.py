@@ -22,12 +22,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.components.checkers import KINDS
-from apps.components.checkers.base import secret_fields
+from apps.components.checkers.base import MASK, secret_fields
 from apps.components.checkers.runner import CheckJob
 from apps.components.models import (
     Component,
     ComponentState,
     HealthResult,
+    Heartbeat,
     MaintenanceWindow,
     State,
     StateChange,
@@ -37,8 +38,6 @@ from apps.components.state import DOWN
 from apps.core.exceptions import NotFound, ValidationFailed
 from apps.core.trace_index import TraceItem
 
-MASK = "********"
-
 
 def component_get(*, slug: str) -> Component:
     """The component ``slug``, or NotFound."""
@@ -46,6 +45,25 @@ def component_get(*, slug: str) -> Component:
     if component is None:
         raise NotFound(f"No component {slug!r}.", code="component_not_found")
     return component
+
+
+def components_named(*, slugs: Iterable[str]) -> list[Component]:
+    """The components ``slugs`` name; ValidationFailed on depends_on for unknown ones."""
+    wanted = list(dict.fromkeys(slugs))
+    found = list(Component.objects.filter(slug__in=wanted))
+    missing = sorted(set(wanted) - {component.slug for component in found})
+    if missing:
+        raise ValidationFailed({"depends_on": [f"No component {missing}."]})
+    return found
+
+
+def heartbeat_ping_uuid(*, slug: str) -> UUID | None:
+    """The ping UUID of the heartbeat component ``slug``; None if there is none."""
+    return (
+        Heartbeat.objects.filter(component__slug=slug)
+        .values_list("ping_uuid", flat=True)
+        .first()
+    )
 
 
 def component_list(*, uptime_since: datetime) -> QuerySet[Component]:

@@ -6,13 +6,15 @@ from uuid import UUID
 from celery import Task, shared_task
 from django.utils import timezone
 
-from apps.components.heartbeats import heartbeats_evaluate
+from apps.components.heartbeats import PingAction, heartbeat_ping, heartbeats_evaluate
 from apps.components.notifications.services import (
     DELIVER_TASK,
     MAX_ATTEMPTS,
     notification_deliver,
 )
+from apps.components.selectors import heartbeat_ping_uuid
 from apps.components.services import (
+    BEAT_HEARTBEAT_SLUG,
     RUN_BATCH_TASK,
     components_dispatch_due,
     components_run_batch,
@@ -32,6 +34,25 @@ def dispatch_due() -> int:
 @shared_task(name="components.heartbeats_evaluate", ignore_result=True)
 def evaluate_heartbeats() -> int:
     return heartbeats_evaluate(now=timezone.now())
+
+
+# Safe to run twice: a second ping in a period only moves the next one's due time.
+@shared_task(name="components.beat_heartbeat", ignore_result=True)
+def beat_heartbeat() -> bool:
+    """Ping the console-beat heartbeat component; False if it isn't registered.
+
+    Beat schedules this task and a worker runs it, so each ping proves that beat
+    was ticking and a worker was taking tasks within the period. When either stops
+    (or the queue backs up past the grace) the pings stop, and the heartbeat turns
+    unhealthy when its evaluator (components.heartbeats_evaluate) sees it late. That
+    evaluator is beat-scheduled too: a beat outage shows up as an incident from the
+    evaluator's first run after beat returns, not while beat is down.
+    """
+    ping_uuid = heartbeat_ping_uuid(slug=BEAT_HEARTBEAT_SLUG)
+    if ping_uuid is None:
+        return False
+    heartbeat_ping(ping_uuid=ping_uuid, action=PingAction.SUCCESS, now=timezone.now())
+    return True
 
 
 # Not acks_late-sensitive: a redelivered batch finds its claim gone and does nothing.

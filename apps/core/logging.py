@@ -21,7 +21,12 @@ _SHARED: list[Any] = [
 # Tasks beat sends every second or so: their routine INFO lines (received, succeeded,
 # sent by beat) would drown everything else. Their warnings and errors still show.
 QUIET_TASKS = frozenset(
-    {"components.dispatch_due", "components.heartbeats_evaluate", "live.sample"}
+    {
+        "components.dispatch_due",
+        "components.heartbeats_evaluate",
+        "components.beat_heartbeat",
+        "live.sample",
+    }
 )
 _CELERY_TASK_LOGGERS = ("celery.app.trace", "celery.worker.strategy", "celery.beat")
 

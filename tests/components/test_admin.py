@@ -81,9 +81,9 @@ def test_changelist__tag_filter_and_search__match(client):
     assert list(by_tag) == list(by_search) == [tagged]
 
 
-def test_change_page__superuser__read_only_masked_limited_results(client):
+def test_change_page__viewer__read_only_masked_limited_results(client):
     # Given a postgres component with a planted password and 60 results
-    signed_in(client, superuser=True)
+    signed_in(client, role="viewer")
     dsn = f"postgresql://app:{PLANTED}@127.0.0.1:1/app"
     component = make_component(kind="postgres", config={"dsn": dsn})
     results(component, ["healthy"] * 60)

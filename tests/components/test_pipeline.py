@@ -29,6 +29,8 @@ def test_pipeline__beat_and_worker__console_components_turn_healthy(tmp_path):
         "console-postgres",
         "console-redis",
         "console-workers",
+        # Pinged by beat's components.beat_heartbeat, run by the worker.
+        "console-beat",
     }
     results = HealthResult.objects.filter(component__in=components)
     assert all(result.trace_id for result in results)

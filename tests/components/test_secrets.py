@@ -96,3 +96,13 @@ def test_secret__cli_checknow__never_shown(checked):
     call_command("checknow", "pg", stdout=out)
     assert "pg" in out.getvalue()
     assert PLANTED not in out.getvalue()
+
+
+def test_secret__admin_change_forms__masked_in_initial_json(client, checked):
+    # Operators edit here: the config field's value is the masked config.
+    client.force_login(make_user(role="operator"))
+    for component in checked:
+        url = reverse("admin:components_component_change", args=[component.pk])
+        page = client.get(url).content.decode()
+        assert 'name="config"' in page
+        assert PLANTED not in page

@@ -354,13 +354,15 @@ def test_run__console_components__all_healthy_within_30s(embedded):
     while time.monotonic() < deadline:
         with psycopg.connect(database_url) as conn:
             states = dict(conn.execute(query).fetchall())
-        if len(states) == 3 and set(states.values()) == {"healthy"}:
+        if len(states) == 4 and set(states.values()) == {"healthy"}:
             break
         time.sleep(0.5)
     assert states == {
         "console-postgres": "healthy",
         "console-redis": "healthy",
         "console-workers": "healthy",
+        # Pinged by beat's components.beat_heartbeat, run by a worker.
+        "console-beat": "healthy",
     }
 
 

@@ -11,6 +11,8 @@ HEALTHY = "healthy"
 DEGRADED = "degraded"
 UNHEALTHY = "unhealthy"
 SECRET_MARK = "secret"  # noqa: S105 - a schema marker, not a password
+# How a stored secret is shown (and comes back from a form or a PATCH unchanged).
+MASK = "********"
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
 from apps.components.admin import ReadOnlyAdmin
-from apps.components.notifications.kinds import config_secrets_kept
+from apps.components.forms import add_failed
 from apps.components.notifications.models import Notification, NotificationChannel
 from apps.components.notifications.selectors import channel_config_public
 from apps.components.notifications.services import (
@@ -21,6 +21,8 @@ from apps.components.notifications.services import (
     channel_update,
     notification_test_send,
 )
+from apps.components.services.common import config_unmasked
+from apps.core.exceptions import ValidationFailed
 from apps.core.models import AuditEvent
 
 
@@ -40,11 +42,14 @@ class ChannelForm(forms.ModelForm):
         data = super().clean() or {}
         # Validate what will be stored: masked secrets stand for the stored ones.
         if self.instance.pk is not None and isinstance(data.get("config"), dict):
-            data["config"] = config_secrets_kept(
-                data.get("kind", ""),
-                submitted=data["config"],
-                stored=self.instance.config,
-            )
+            try:
+                data["config"] = config_unmasked(
+                    submitted=data["config"],
+                    stored=self.instance.config,
+                    shown=channel_config_public(channel=self.instance),
+                )
+            except ValidationFailed as exc:
+                add_failed(self, exc)
         return data
 
 

@@ -1,16 +1,11 @@
 """Channel kinds and their config schemas (secrets declared with ``secret()``)."""
 
-from typing import Any
-
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import models
 from pydantic import Field, field_validator
 
-from apps.components.checkers.base import CheckConfig, secret, secret_fields
-
-# How a secret is shown (as components.selectors shows a checker's).
-MASK = "********"
+from apps.components.checkers.base import CheckConfig, secret
 
 
 class ChannelKind(models.TextChoices):
@@ -55,17 +50,3 @@ CHANNEL_KINDS: dict[str, type[CheckConfig]] = {
     ChannelKind.SLACK: SlackConfig,
     ChannelKind.EMAIL: EmailConfig,
 }
-
-
-def config_secrets_kept(
-    kind: str, *, submitted: dict[str, Any], stored: dict[str, Any]
-) -> dict[str, Any]:
-    """``submitted`` with each secret still showing the mask replaced by ``stored``'s."""
-    schema = CHANNEL_KINDS.get(kind)
-    hidden = secret_fields(schema) if schema else frozenset()
-    return {
-        key: stored.get(key, value)
-        if key in hidden and isinstance(value, str) and MASK in value
-        else value
-        for key, value in submitted.items()
-    }

@@ -1,17 +1,19 @@
 """Reads of notifications: channels with secrets masked, deliveries, the message."""
 
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
 from django.db.models import QuerySet
 
-from apps.components.checkers.base import secret_fields
-from apps.components.notifications.kinds import CHANNEL_KINDS, MASK
+from apps.components.checkers.base import MASK, secret_fields
+from apps.components.notifications.kinds import CHANNEL_KINDS
 from apps.components.notifications.models import (
     Notification,
     NotificationChannel,
 )
 from apps.components.notifications.senders import Message
+from apps.core.exceptions import ValidationFailed
 
 
 def channel_config_public(*, channel: NotificationChannel) -> dict[str, Any]:
@@ -29,6 +31,17 @@ def _masked(value: Any) -> str:
         parts = urlsplit(value)
         return f"{parts.scheme}://{parts.hostname}/{MASK}"
     return MASK
+
+
+def channels_named(*, names: Iterable[str]) -> list[NotificationChannel]:
+    """The channels ``names`` name; ValidationFailed on notification_channels for
+    unknown ones."""
+    wanted = list(dict.fromkeys(names))
+    found = list(NotificationChannel.objects.filter(name__in=wanted))
+    missing = sorted(set(wanted) - {channel.name for channel in found})
+    if missing:
+        raise ValidationFailed({"notification_channels": [f"No channel {missing}."]})
+    return found
 
 
 def channel_list() -> QuerySet[NotificationChannel]:

@@ -15,10 +15,9 @@ from typing import Any
 
 from django.core.mail import send_mail
 
-from apps.components.checkers.base import CheckConfig, secret_fields
+from apps.components.checkers.base import MASK, CheckConfig, secret_fields
 from apps.components.notifications.kinds import (
     CHANNEL_KINDS,
-    MASK,
     ChannelKind,
     EmailConfig,
     SlackConfig,

@@ -15,7 +15,6 @@ from django.utils import timezone
 
 from apps import flags
 from apps.components.models import Component
-from apps.components.notifications.kinds import config_secrets_kept
 from apps.components.notifications.models import (
     Notification,
     NotificationChannel,
@@ -26,7 +25,7 @@ from apps.components.notifications.selectors import (
     notification_message,
 )
 from apps.components.notifications.senders import Delivery, deliver
-from apps.components.services.common import full_clean
+from apps.components.services.common import config_unmasked, full_clean
 from apps.components.transitions import Transition
 from apps.core.exceptions import NotFound
 from apps.core.models import AuditEvent
@@ -85,8 +84,11 @@ def channel_update(
 ) -> NotificationChannel:
     """Change a channel; a secret left masked in ``config`` keeps its stored value."""
     channel = NotificationChannel.objects.select_for_update().get(pk=channel_id)
-    before = {"kind": channel.kind, "config": channel_config_public(channel=channel)}
-    channel.config = config_secrets_kept(kind, submitted=config, stored=channel.config)
+    shown = channel_config_public(channel=channel)
+    before = {"kind": channel.kind, "config": shown}
+    channel.config = config_unmasked(
+        submitted=config, stored=channel.config, shown=shown
+    )
     channel.name, channel.kind, channel.enabled = name, kind, enabled
     full_clean(channel)
     channel.save()

@@ -16,8 +16,14 @@ from apps.components.models import (
     Kind,
     MaintenanceWindow,
 )
-from apps.components.selectors import component_config_public
-from apps.components.services.common import component_locked, full_clean
+from apps.components.notifications.models import NotificationChannel
+from apps.components.services.common import (
+    component_audit_view,
+    component_config_resolved,
+    component_locked,
+    full_clean,
+    heartbeat_schedule_reset,
+)
 from apps.core.exceptions import Conflict
 from apps.core.models import AuditEvent
 from apps.core.services import audit_record
@@ -45,6 +51,7 @@ def component_create(
     paused: bool = False,
     next_check_at: datetime | None = None,
     depends_on: Sequence[Component] = (),
+    notification_channels: Sequence[NotificationChannel] = (),
 ) -> Component:
     """Register a component, validating its config against its kind's schema."""
     # A heartbeat acts on its first missed or failed ping, as Healthchecks does.
@@ -53,7 +60,7 @@ def component_create(
         name=name,
         slug=slug,
         kind=kind,
-        config=config,
+        config=component_config_resolved(component=None, kind=kind, config=config),
         group=group,
         tags=list(tags),
         owner=owner,
@@ -73,12 +80,13 @@ def component_create(
     if pushed:
         Heartbeat.objects.create(component=component)
     component.depends_on.set(depends_on)
+    component.notification_channels.set(notification_channels)
     audit_record(
         actor=actor,
         action="component.created",
         source=source,
         target=component,
-        after={"kind": kind, "config": component_config_public(component=component)},
+        after=component_audit_view(component),
     )
     return component
 
@@ -168,14 +176,7 @@ def component_resume(
 ) -> Component:
     """Check the component again, at once; a heartbeat waits for its next ping."""
     component = _set_paused(slug, False, actor=actor, source=source, reason=reason)
-    # Like Healthchecks on resume: the pings missed while paused don't count.
-    Heartbeat.objects.filter(component=component).update(
-        expected_at=None,
-        alert_after=None,
-        last_start_at=None,
-        last_start_rid=None,
-        long_run_reported=False,
-    )
+    heartbeat_schedule_reset(component)
     return component
 
 
@@ -207,6 +208,7 @@ def _set_paused(
     return component
 
 
+BEAT_HEARTBEAT_SLUG = "console-beat"
 SELF_COMPONENTS: tuple[dict[str, Any], ...] = (
     {
         "slug": "console-postgres",
@@ -226,11 +228,18 @@ SELF_COMPONENTS: tuple[dict[str, Any], ...] = (
         "kind": "celery_workers",
         "config": {"min_workers": 1},
     },
+    {
+        # Pinged by the beat-scheduled task components.beat_heartbeat every 10 s.
+        "slug": BEAT_HEARTBEAT_SLUG,
+        "name": "Console beat",
+        "kind": "heartbeat",
+        "config": {"period_seconds": 10, "grace_seconds": 30},
+    },
 )
 
 
 def components_ensure_self() -> list[Component]:
-    """Register the console's own PostgreSQL, Redis and workers, if missing."""
+    """Register the console's own PostgreSQL, Redis, workers and beat, if missing."""
     ensured = []
     for spec in SELF_COMPONENTS:
         existing = Component.objects.filter(slug=spec["slug"]).first()
