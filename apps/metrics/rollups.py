@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 
 from apps.metrics.models import Resolution
-from apps.metrics.sketch import bucket_key_sql
+from apps.metrics.sketch import bucket_key_from_parts_sql, bucket_parts_sql
 
 SIZE = {
     Resolution.MINUTE: timedelta(minutes=1),
@@ -39,19 +39,27 @@ ON CONFLICT (resolution, series_id, bucket_start) DO UPDATE SET
     count = EXCLUDED.count, sum = EXCLUDED.sum, min = EXCLUDED.min,
     max = EXCLUDED.max, sketch = EXCLUDED.sketch, rolled_at = EXCLUDED.rolled_at
 """
+_SIGN, _INDEX = bucket_parts_sql("value")
+# One pass over the raw rows: count, sum, min and max per (series, minute, bucket),
+# then one row per (series, minute) merged from its buckets, the keys built last.
 MINUTE_SQL = f"""
-WITH r AS (
-    SELECT series_id, date_trunc('minute', at, 'UTC') AS b, value,
-           {bucket_key_sql("value")} AS key
+WITH k AS (
+    SELECT series_id, date_trunc('minute', at, 'UTC') AS b, {_SIGN} AS sg,
+           {_INDEX} AS ix, count(*) AS c, sum(value) AS s, min(value) AS lo,
+           max(value) AS hi
     FROM metrics_sample
     WHERE at >= %(low)s AND at < %(high)s
       AND date_trunc('minute', at, 'UTC') = ANY(%(buckets)s)
-), a AS (
-    SELECT series_id, b, count(*) AS n, sum(value) AS s, min(value) AS lo,
-           max(value) AS hi
-    FROM r GROUP BY 1, 2
-), k AS (SELECT series_id, b, key, count(*) AS c FROM r GROUP BY 1, 2, 3)
-{UPSERT}
+    GROUP BY 1, 2, 3, 4
+)
+INSERT INTO metrics_rollup
+    (resolution, series_id, bucket_start, count, sum, min, max, sketch, rolled_at)
+SELECT %(resolution)s, series_id, b, sum(c), sum(s), min(lo), max(hi),
+       jsonb_object_agg({bucket_key_from_parts_sql("sg", "ix")}, c), now()
+FROM k GROUP BY series_id, b
+ON CONFLICT (resolution, series_id, bucket_start) DO UPDATE SET
+    count = EXCLUDED.count, sum = EXCLUDED.sum, min = EXCLUDED.min,
+    max = EXCLUDED.max, sketch = EXCLUDED.sketch, rolled_at = EXCLUDED.rolled_at
 """  # noqa: S608 - built from constants only
 MERGE_SQL = f"""
 WITH r AS (

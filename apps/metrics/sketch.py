@@ -20,12 +20,21 @@ ZERO_KEY = "z"
 NEGATIVE_PREFIX = "n"
 
 
-def bucket_key_sql(column: str) -> str:
-    """The SQL expression giving ``column``'s bucket key (text)."""
-    index = f"ceil(ln(abs({column})) / {LN_GAMMA!r})::int::text"
+def bucket_parts_sql(column: str) -> tuple[str, str]:
+    """SQL giving ``column``'s bucket as (sign: -1, 0 for the zero bucket, 1; index,
+    NULL in the zero bucket): integers, cheap to group by before keys are built."""
+    indexable = f"abs({column}) >= {MIN_INDEXABLE!r}"
+    sign = f"CASE WHEN {indexable} THEN sign({column})::int ELSE 0 END"
+    index = (
+        f"CASE WHEN {indexable} THEN ceil(ln(abs({column})) / {LN_GAMMA!r})::int END"
+    )
+    return sign, index
+
+
+def bucket_key_from_parts_sql(sign: str, index: str) -> str:
+    """SQL giving the text key of the bucket (``sign``, ``index``)."""
     return (
-        f"CASE WHEN abs({column}) < {MIN_INDEXABLE!r} THEN '{ZERO_KEY}' "
-        f"WHEN {column} > 0 THEN {index} "
+        f"CASE {sign} WHEN 0 THEN '{ZERO_KEY}' WHEN 1 THEN {index}::text "
         f"ELSE '{NEGATIVE_PREFIX}' || {index} END"
     )
 

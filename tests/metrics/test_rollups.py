@@ -55,6 +55,20 @@ def test_minute_rollup__run_twice__same_rows():
     ]
 
 
+def test_minute_rollup__zero_tiny_and_negative_values__one_key_each():
+    values = [0.0, 1e-12, -1e-12, 2.0, 2.0, -2.0]
+    SampleWriter(database=default_database).write(
+        [
+            sample("t.signs", v, at=HOUR + timedelta(seconds=n))
+            for n, v in enumerate(values)
+        ]
+    )
+    roll_all()
+    ((_, count, total, low, high, sketch),) = minute_rows("t.signs")
+    assert (count, total, low, high) == (6, 2.0, -2.0, 2.0)
+    assert sketch == {"z": 3, "35": 2, "n35": 1}
+
+
 def test_minute_rollup__late_sample__minute_and_hour_rerolled():
     writer = SampleWriter(database=default_database)
     writer.write([sample("t.late", 10, at=HOUR + timedelta(seconds=5))])
