@@ -1,6 +1,5 @@
 """``manage.py metrics query NAME --from --to --step [--tags]`` and ``metrics status``."""
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +16,7 @@ QUERY_COLUMNS = ["start", "count", "sum", "min", "max", "avg", "p50", "p95", "p9
 STATUS_COLUMNS = [
     "process",
     "role",
-    "age_s",
+    "reported_at",
     "buffered",
     "recorded",
     "flushed",
@@ -96,7 +95,8 @@ def _bucket_row(bucket: Bucket) -> dict[str, str]:
 def _status_row(report: ProcessReport) -> dict[str, str]:
     stats = report.persister or {}
     dropped = stats.get("dropped_buffer_full", 0) + stats.get("dropped_spill_full", 0)
-    values = [report.process, report.role, f"{time.time() - report.at:.1f}"]
+    reported = iso(datetime.fromtimestamp(report.at, UTC))
+    values = [report.process, report.role, reported]
     values += [str(stats.get(key, "")) for key in STATUS_COLUMNS[3:8]]
     values += [str(dropped), str(stats.get("database_away", ""))]
     return dict(zip(STATUS_COLUMNS, values, strict=True))
