@@ -112,7 +112,15 @@ class HealingAttempt(models.Model):
 
     class Meta:
         ordering = ["-started_at", "-id"]
-        indexes = [models.Index(fields=["component", "-started_at"])]
+        indexes = [
+            models.Index(fields=["component", "-started_at"]),
+            # The beat's sweep for attempts whose worker was lost reads only these.
+            models.Index(
+                fields=["started_at"],
+                condition=Q(outcome="running"),
+                name="healing_attempt_running",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.component_id} #{self.number}: {self.outcome}"

@@ -34,18 +34,35 @@ def record(ctx: healing.HealContext, ok: bool = True) -> healing.ActionResult:
 
 @dataclass
 class Receiver:
-    """A webhook receiver: the requests it got, the status it answers."""
+    """A webhook receiver: the requests it got, the status it answers.
+
+    ``statuses`` and ``delays`` script the first requests' answers, in order, before
+    ``status`` and ``delay``; ``max_in_flight`` is the most requests it ever held
+    at once (a second heal overlapping the first makes it 2).
+    """
 
     status: int = 200
+    delay: float = 0.0
+    statuses: list[int] = field(default_factory=list)
+    delays: list[float] = field(default_factory=list)
     received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     on_request: Callable[[], None] | None = None
     base_url: str = ""
+    in_flight: int = 0
+    max_in_flight: int = 0
 
     async def handle(self, request: web.Request) -> web.Response:
-        self.received.append((dict(request.headers), await request.read()))
-        if self.on_request is not None:
-            self.on_request()
-        return web.Response(status=self.status, text="ok")
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            self.received.append((dict(request.headers), await request.read()))
+            status = self.statuses.pop(0) if self.statuses else self.status
+            if self.on_request is not None:
+                self.on_request()
+            await asyncio.sleep(self.delays.pop(0) if self.delays else self.delay)
+            return web.Response(status=status, text="ok")
+        finally:
+            self.in_flight -= 1
 
     def url(self, path: str = "/heal") -> str:
         return self.base_url + path

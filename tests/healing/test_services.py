@@ -1,4 +1,4 @@
-"""Flow 3 in-process: the lock, dry runs, escalation, cooldown."""
+"""Flow 3 in-process: the lock, dry runs, escalation, cooldown, lost attempts."""
 
 import json
 import threading
@@ -12,7 +12,13 @@ from django.utils import timezone
 
 from apps.core.models import AuditEvent
 from apps.healing.models import Episode, HealingAttempt, HealingPolicy
-from apps.healing.services import healing_attempt_run, healing_request
+from apps.healing.policy import attempt_lost_after
+from apps.healing.services import (
+    healing_attempt_run,
+    healing_dispatch_due,
+    healing_request,
+)
+from apps.healing.services.lost import attempts_lost_fail
 from apps.live.publisher import channel
 from tests.components.helpers import make_component
 from tests.healing import helpers
@@ -144,3 +150,82 @@ def test_healing_attempt_run__component_up_again__episode_ends_without_action():
 
     policy.refresh_from_db()
     assert (policy.episode, helpers.calls) == (Episode.IDLE, [])
+
+
+def _orphan(policy: HealingPolicy, *, age: float) -> HealingAttempt:
+    """Attempt 1 as a worker killed mid-action leaves it, started ``age`` s ago."""
+    started = timezone.now() - timedelta(seconds=age)
+    HealingPolicy.objects.filter(pk=policy.pk).update(
+        episode_attempts=1, next_attempt_at=started + timedelta(seconds=1)
+    )
+    return HealingAttempt.objects.create(
+        policy=policy,
+        component=policy.component,
+        number=1,
+        action=policy.action,
+        started_at=started,
+    )
+
+
+@pytest.mark.django_db
+def test_healing_dispatch_due__attempt_running_past_limit__failed_lost_next_runs(
+    django_capture_on_commit_callbacks,
+):
+    policy = _start(timeout_seconds=1, max_attempts=2)  # lost after 1 + 3 + 2 s
+    orphan = _orphan(policy, age=6.5)
+
+    with django_capture_on_commit_callbacks(execute=False):
+        assert healing_dispatch_due(now=timezone.now()) == 1
+    next_one = healing_attempt_run(policy_id=policy.pk)
+
+    orphan.refresh_from_db()
+    assert orphan.outcome == "failed"
+    assert orphan.output.startswith("worker lost: still running")
+    lost = AuditEvent.objects.get(action="healing.attempt_lost")
+    assert lost.after == {"attempt": 1, "outcome": "failed"}
+    assert (next_one.number, next_one.outcome) == (2, "succeeded")
+    assert len(helpers.calls) == 1
+
+
+@pytest.mark.django_db
+def test_healing_attempt_run__lost_attempt_was_the_last__escalates_without_action():
+    policy = _start(timeout_seconds=1, max_attempts=1)
+    _orphan(policy, age=6.5)
+
+    assert healing_attempt_run(policy_id=policy.pk) is None
+
+    policy.refresh_from_db()
+    assert (policy.episode, helpers.calls) == (Episode.NEEDS_HUMAN, [])
+    assert AuditEvent.objects.filter(action="healing.attempt_lost").count() == 1
+
+
+@pytest.mark.django_db
+def test_healing_attempt_run__earlier_attempt_running_within_limit__refused():
+    policy = _start(timeout_seconds=1)
+    orphan = _orphan(policy, age=5.5)  # lock long expired, not yet given up
+
+    assert healing_attempt_run(policy_id=policy.pk) is None
+    assert healing_dispatch_due(now=timezone.now()) >= 0
+
+    orphan.refresh_from_db()
+    assert (orphan.outcome, helpers.calls) == ("running", [])
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_healing_attempt_run__finishes_after_failed_as_lost__lost_kept_result_noted():
+    policy = _start(timeout_seconds=1)
+    helpers.gate.update(started=threading.Event(), release=threading.Event())
+    results: list = []
+
+    holder = _heal_in_thread(policy.pk, results)
+    assert helpers.gate["started"].wait(20), "the heal never started"
+    later = timezone.now() + timedelta(seconds=attempt_lost_after(timeout=1))
+    assert attempts_lost_fail(now=later) == 1
+    helpers.gate["release"].set()
+    holder.join(20)
+
+    (attempt,) = HealingAttempt.objects.filter(policy=policy)
+    assert attempt.outcome == "failed"
+    assert attempt.output.startswith("worker lost")
+    assert "finished later: succeeded" in attempt.output
+    assert [done.pk for done in results] == [attempt.pk]

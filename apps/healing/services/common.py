@@ -19,8 +19,6 @@ ATTEMPT_TASK = "healing.attempt"
 SWITCH = "opsconsole.healing.enabled"
 SYSTEM = AuditEvent.Source.SYSTEM
 TASK = AuditEvent.Source.TASK
-# The lock outlives the action's timeout by this much: time to record the attempt.
-LOCK_MARGIN_SECONDS = 30
 POLICY_FIELDS = (
     "action",
     "config",

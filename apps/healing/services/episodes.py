@@ -20,11 +20,12 @@ from apps.healing.actions import (
     action_describe,
     action_run,
 )
+from apps.healing.actions.base import excerpt
 from apps.healing.locks import heal_lock, lock_ttl
 from apps.healing.models import Episode, HealingAttempt, HealingPolicy, Outcome
+from apps.healing.policy import heal_lock_ttl
 from apps.healing.services.common import (
     ATTEMPT_TASK,
-    LOCK_MARGIN_SECONDS,
     SWITCH,
     SYSTEM,
     TASK,
@@ -34,6 +35,7 @@ from apps.healing.services.common import (
     next_delay,
     publish_on_commit,
 )
+from apps.healing.services.lost import attempts_lost_fail
 
 log = structlog.get_logger(__name__)
 
@@ -105,7 +107,7 @@ def healing_attempt_run(
     policy = HealingPolicy.objects.filter(pk=policy_id).first()
     if policy is None:
         return None
-    ttl = policy.timeout_seconds + LOCK_MARGIN_SECONDS
+    ttl = heal_lock_ttl(timeout=policy.timeout_seconds)
     with heal_lock(policy.component_id, ttl_seconds=ttl) as held:
         if not held:
             _retry_after_lock(policy)
@@ -137,6 +139,8 @@ def _attempt_begin(
     )
     if policy is None or policy.next_attempt_at is None or policy.next_attempt_at > now:
         return None
+    if _attempt_in_flight(policy, now):
+        return None
     if not flags.is_enabled(SWITCH):
         log.info("heal.skipped_switched_off", component_id=policy.component_id)
         return None
@@ -146,7 +150,8 @@ def _attempt_begin(
         _escalate(policy)
         return None
     policy.episode_attempts += 1
-    # Kept if this worker dies mid-action: the sweep then tries again after it.
+    # Kept if this worker dies mid-action: once the attempt is failed as lost, it
+    # has long passed and the beat's sweep enqueues the next one.
     policy.next_attempt_at = now + timedelta(
         seconds=next_delay(policy) + policy.timeout_seconds
     )
@@ -163,6 +168,16 @@ def _attempt_begin(
     )
     publish_on_commit(policy, "attempt_started", attempt=attempt.number)
     return attempt
+
+
+def _attempt_in_flight(policy: HealingPolicy, now: datetime) -> bool:
+    """Whether an earlier attempt still runs (its worker alive but slower than the
+    lock's TTL); one left running past its limit is failed as lost first."""
+    attempts_lost_fail(now=now, policy_id=policy.pk)
+    running = policy.attempts.filter(outcome=Outcome.RUNNING).exists()
+    if running:
+        log.info("heal.attempt_still_running", component_id=policy.component_id)
+    return running
 
 
 def _still_failing(policy: HealingPolicy, now: datetime) -> bool:
@@ -216,14 +231,17 @@ def _attempt_execute(attempt: HealingAttempt, policy: HealingPolicy) -> ActionRe
 @transaction.atomic
 def _attempt_finish(attempt: HealingAttempt, ok: bool, output: str) -> HealingAttempt:
     now = timezone.now()
-    attempt.finished_at = now
-    attempt.output = output
     if attempt.dry_run:
-        attempt.outcome = Outcome.DRY_RUN
+        outcome = Outcome.DRY_RUN
     else:
-        attempt.outcome = Outcome.SUCCEEDED if ok else Outcome.FAILED
-    attempt.save(update_fields=["finished_at", "output", "outcome"])
+        outcome = Outcome.SUCCEEDED if ok else Outcome.FAILED
+    # The policy row first, as _attempt_begin locks it (then attempts): no deadlock.
     policy = HealingPolicy.objects.select_for_update().get(pk=attempt.policy_id)
+    # Conditional: an attempt already failed as lost keeps that record.
+    running = HealingAttempt.objects.filter(pk=attempt.pk, outcome=Outcome.RUNNING)
+    if not running.update(finished_at=now, output=output, outcome=outcome):
+        return _finish_after_lost(attempt, outcome, output)
+    attempt.finished_at, attempt.output, attempt.outcome = now, output, outcome
     delay = next_delay(policy)
     if policy.episode == Episode.ACTIVE:
         policy.next_attempt_at = now + timedelta(seconds=delay)
@@ -250,6 +268,25 @@ def _attempt_finish(attempt: HealingAttempt, ok: bool, output: str) -> HealingAt
     return attempt
 
 
+def _finish_after_lost(
+    attempt: HealingAttempt, outcome: str, output: str
+) -> HealingAttempt:
+    """A worker given up for lost finished after all: note its result on the lost
+    attempt; the episode went on without it, so its schedule is left alone."""
+    attempt.refresh_from_db()
+    log.warning(
+        "heal.attempt_finished_after_lost",
+        component_id=attempt.component_id,
+        attempt=attempt.number,
+        outcome=outcome,
+    )
+    attempt.output = excerpt(f"{attempt.output}\nfinished later: {outcome}\n{output}")
+    attempt.save(update_fields=["output"])
+    slug = attempt.component.slug
+    transaction.on_commit(lambda: _recheck(slug))
+    return attempt
+
+
 def _recheck(slug: str) -> None:
     """Check the component at once, so a heal that worked ends the episode soon."""
     from apps.components.services import component_check_now
@@ -261,8 +298,10 @@ def _recheck(slug: str) -> None:
 
 
 def healing_dispatch_due(*, now: datetime) -> int:
-    """Enqueue an attempt for every active episode that is due (a lost task's
-    safety net: the lock and the due check make a duplicate harmless)."""
+    """Fail attempts whose worker was lost, then enqueue an attempt for every
+    active episode that is due (a lost task's safety net: the lock, the running
+    attempt check and the due check make a duplicate harmless); how many sent."""
+    attempts_lost_fail(now=now)
     ids = list(
         HealingPolicy.objects.filter(
             episode=Episode.ACTIVE, paused=False, next_attempt_at__lte=now
