@@ -45,13 +45,27 @@ def grant(apps: Any, group_name: str, app_label: str, codenames: list[str]) -> N
         group.permissions.add(*perms)
 
 
+# Set on a user object whose role groups were loaded with it (token auth), for the
+# life of that object (one request): it saves a query per API call.
+_ROLE_NAMES = "_opsconsole_role_names"
+
+
+def remember_role_names(user: AbstractBaseUser, names: list[str]) -> None:
+    """Record ``user``'s role group names, read in the query that loaded it."""
+    setattr(user, _ROLE_NAMES, set(names))
+
+
 def user_roles(user: AbstractBaseUser | AnonymousUser) -> list[str]:
     """The user's roles; an operator is also a viewer, a superuser is both."""
     if not user.is_authenticated or not user.is_active:
         return []
     if getattr(user, "is_superuser", False):
         return [VIEWER, OPERATOR]
-    names = set(Group.objects.filter(user__pk=user.pk).values_list("name", flat=True))
+    names = getattr(user, _ROLE_NAMES, None)
+    if names is None:
+        names = set(
+            Group.objects.filter(user__pk=user.pk).values_list("name", flat=True)
+        )
     if OPERATOR in names:
         return [VIEWER, OPERATOR]
     return [VIEWER] if VIEWER in names else []
