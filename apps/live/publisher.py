@@ -10,7 +10,6 @@ resync from a snapshot, which is built from the database.
 import json
 import time
 from dataclasses import asdict, dataclass
-from functools import cache
 from typing import Any
 
 import redis
@@ -18,6 +17,7 @@ import structlog
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 
+from apps.core.redis import shared_redis
 from apps.core.trace import current_trace_id
 
 log = structlog.get_logger(__name__)
@@ -58,11 +58,6 @@ def seq_key(topic: str) -> str:
 MAX_PAYLOAD_BYTES = 256 * 1024
 
 
-@cache
-def _client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
-
-
 def publish(
     topic: str, payload: dict[str, Any], *, key: str = ""
 ) -> LiveMessage | None:
@@ -73,7 +68,7 @@ def publish(
     if size > MAX_PAYLOAD_BYTES:
         # A socket frame cannot carry it; publish an id and let clients fetch.
         raise ValueError(f"live payload of {size} bytes exceeds {MAX_PAYLOAD_BYTES}")
-    client = _client(settings.REDIS_URL)
+    client = shared_redis()
     try:
         seq = int(client.incr(seq_key(topic)))
         message = LiveMessage(topic, seq, key, payload, current_trace_id(), time.time())

@@ -3,15 +3,12 @@
 import json
 from typing import Any
 
-import redis
-from django.conf import settings
-
+from apps.core.redis import shared_redis
 from apps.live.services import sample_key
 
 
 def _latest() -> dict[str, Any]:
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1)
-    return json.loads(client.get(sample_key()) or '{"sampled_at": null}')
+    return json.loads(shared_redis().get(sample_key()) or '{"sampled_at": null}')
 
 
 def queues_latest() -> dict[str, Any]:

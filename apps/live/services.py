@@ -4,10 +4,10 @@ import json
 import time
 from dataclasses import asdict, dataclass
 
-import redis
 import structlog
 from django.conf import settings
 
+from apps.core.redis import shared_redis
 from apps.live.publisher import publish
 from apps.live.queues import QueueSample, WorkerSample, queues_sample, workers_sample
 
@@ -36,7 +36,7 @@ def live_sample(*, timeout: float = 1.0) -> LiveSample:
     ``gone`` delta for each worker that answered last time but not now."""
     from opsconsole.celery import app
 
-    client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2)
+    client = shared_redis()
     now = time.time()
     queues = tuple(queues_sample(client, prefix=broker_prefix(), now=now))
     workers = tuple(workers_sample(app, timeout=timeout))
