@@ -20,7 +20,6 @@ from apps.healing.actions import (
     action_describe,
     action_run,
 )
-from apps.healing.actions.base import excerpt
 from apps.healing.locks import heal_lock, lock_ttl
 from apps.healing.models import Episode, HealingAttempt, HealingPolicy, Outcome
 from apps.healing.policy import heal_lock_ttl
@@ -280,7 +279,8 @@ def _finish_after_lost(
         attempt=attempt.number,
         outcome=outcome,
     )
-    attempt.output = excerpt(f"{attempt.output}\nfinished later: {outcome}\n{output}")
+    # Both parts are short (output is an excerpt already); the lost line stays first.
+    attempt.output = f"{attempt.output}\nfinished later: {outcome}\n{output}"
     attempt.save(update_fields=["output"])
     slug = attempt.component.slug
     transaction.on_commit(lambda: _recheck(slug))
