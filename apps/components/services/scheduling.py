@@ -12,6 +12,7 @@ from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
+from apps import flags
 from apps.components.checkers.base import CheckOutcome
 from apps.components.checkers.runner import run_jobs
 from apps.components.models import Component, HealthResult, Kind
@@ -27,12 +28,19 @@ log = structlog.get_logger(__name__)
 RUN_BATCH_TASK = "components.run_batch"
 # Added to a claim beyond timeout * attempts: time to write the batch's results.
 CLAIM_MARGIN_SECONDS = 10
+# The console switch an operator turns off to stop every scheduled check.
+CHECKS_SWITCH = "opsconsole.checks.enabled"
 # A dispatch tick stops after this many batches; the next tick takes the rest.
 MAX_BATCHES_PER_TICK = 50
 
 
 def components_dispatch_due(*, now: datetime, batch_size: int = 100) -> int:
-    """Claim due components in batches and enqueue a check batch for each; the count."""
+    """Claim due components in batches and enqueue a check batch for each; the count.
+
+    Nothing is claimed while the console switch ``opsconsole.checks.enabled`` is off
+    (a manual "check now" still runs)."""
+    if not flags.is_enabled(CHECKS_SWITCH, default=True):
+        return 0
     total = 0
     for _ in range(MAX_BATCHES_PER_TICK):
         claimed = _claim_batch(now=now, batch_size=batch_size)
