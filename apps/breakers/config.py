@@ -39,6 +39,12 @@ class BreakerConfig:
     wait_multiplier: float = 1.0
     max_wait_duration_ms: int = 60_000
     permitted_calls_half_open: int = 10
+    # resilience4j's maxWaitDurationInHalfOpenState, with 0 meaning the same (wait
+    # for the permitted calls however long). Not its default of 0: in a fleet a
+    # process that dies holding a permit (deploy, OOM kill) would keep every
+    # process refused until an operator resets the breaker. 60 s is the default
+    # slow-call duration: a permitted call still running then is long overdue.
+    max_wait_in_half_open_ms: int = 60_000
     record_exceptions: tuple[str, ...] = field(default_factory=tuple)
     ignore_exceptions: tuple[str, ...] = field(default_factory=tuple)
 
@@ -77,6 +83,11 @@ def config_validate(config: BreakerConfig) -> None:
     errors: dict[str, list[str]] = {}
     if config.window_type not in WindowType.__members__.values():
         errors["window_type"] = ["Use 'count' or 'time'."]
+    half_open = config.max_wait_in_half_open_ms
+    if not isinstance(half_open, int) or isinstance(half_open, bool) or half_open < 0:
+        errors["max_wait_in_half_open_ms"] = [
+            "Must be a whole number of at least 0 (0: wait for the permitted calls)."
+        ]
     for name in (
         "window_size",
         "minimum_calls",

@@ -59,6 +59,7 @@ class LocalBreaker:
         self.local_only = False
         self.ho_admitted = 0
         self.ho = [0, 0, 0]
+        self.phase_at = time.monotonic()
         self.apply_config(config)
 
     def apply_config(self, config: BreakerConfig) -> None:
@@ -104,8 +105,12 @@ class LocalBreaker:
     def local_permit(self) -> bool:
         """Half-open admission decided by this process alone (Redis unreachable)."""
         with self.lock:
-            if self.state is _OPEN and time.monotonic() >= self.open_until:
+            now = time.monotonic()
+            if self.state is _OPEN and now >= self.open_until:
                 self.go(_HALF_OPEN, "wait in open state elapsed")
+            elif self.state is _HALF_OPEN and self._half_open_overdue(now):
+                max_wait = self.config.max_wait_in_half_open_ms
+                self.go(_OPEN, f"half-open calls not completed in {max_wait} ms")
             if (
                 self.state is _HALF_OPEN
                 and self.ho_admitted < self.config.permitted_calls_half_open
@@ -113,6 +118,10 @@ class LocalBreaker:
                 self.ho_admitted += 1
                 return True
             return self.state is _CLOSED or self.state is _DISABLED
+
+    def _half_open_overdue(self, now: float) -> bool:
+        max_wait = self.config.max_wait_in_half_open_ms
+        return max_wait > 0 and now - self.phase_at >= max_wait / 1000
 
     def classify(self, exc: BaseException) -> bool | None:
         """True for a failure, None for an outcome that does not count."""
@@ -182,6 +191,7 @@ class LocalBreaker:
 
     def _new_phase(self) -> None:
         self.epoch += 1
+        self.phase_at = time.monotonic()
         self.window = window_new(self.config)
         self.pending = [0, 0, 0, 0]
         self.ho_admitted = 0

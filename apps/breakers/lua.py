@@ -12,7 +12,7 @@ local name, channel, cfg = ARGV[1], ARGV[2], cjson.decode(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local f = {'state', 'gen', 'opened_at', 'wait_ms', 'opens', 'ho_permits', 'ho_calls',
-           'ho_fail', 'ho_slow', 'w_calls', 'w_fail', 'w_slow'}
+           'ho_fail', 'ho_slow', 'w_calls', 'w_fail', 'w_slow', 'since'}
 local r = redis.call('HMGET', h, unpack(f))
 local b = {state = r[1] or 'CLOSED'}
 for i = 2, #f do b[f[i]] = tonumber(r[i] or '0') end
@@ -21,6 +21,7 @@ local from, why = '', ''
 local function go(to, reason)
   from, why = b.state, reason
   b.gen = b.gen + 1
+  b.since = now
   if to == 'OPEN' then
     b.opens = b.opens + 1
     b.wait_ms = math.floor(math.min(
@@ -58,9 +59,15 @@ local function exceeded(calls, fails, slow, minimum)
   return ''
 end
 
+-- Absent from the config of a process not upgraded yet: wait as before.
+local ho_max_wait = tonumber(cfg.max_wait_in_half_open_ms) or 0
+
 local function tick()
   if b.state == 'OPEN' and now >= b.opened_at + b.wait_ms then
     go('HALF_OPEN', 'wait in open state elapsed')
+  elseif b.state == 'HALF_OPEN' and ho_max_wait > 0 and now >= b.since + ho_max_wait then
+    -- A permit holder died or hangs: try again after a wait in OPEN.
+    go('OPEN', 'half-open calls not completed in ' .. ho_max_wait .. ' ms')
   end
 end
 

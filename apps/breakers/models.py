@@ -38,6 +38,9 @@ class Breaker(models.Model):
     permitted_calls_half_open = models.PositiveIntegerField(
         default=_DEFAULTS.permitted_calls_half_open
     )
+    max_wait_in_half_open_ms = models.PositiveIntegerField(
+        default=_DEFAULTS.max_wait_in_half_open_ms
+    )
     record_exceptions = models.JSONField(default=list, blank=True)
     ignore_exceptions = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

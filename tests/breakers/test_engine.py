@@ -226,6 +226,7 @@ def test_config_validate__bad_values__names_each_field():
         wait_duration_ms=5000,
         max_wait_duration_ms=1000,
         record_exceptions=("builtins.NotAThing",),
+        max_wait_in_half_open_ms=-1,
     )
     with pytest.raises(ValidationFailed) as failed:
         config_validate(config)
@@ -234,4 +235,91 @@ def test_config_validate__bad_values__names_each_field():
         "failure_rate_threshold",
         "max_wait_duration_ms",
         "record_exceptions.0",
+        "max_wait_in_half_open_ms",
     }
+
+
+def _half_open_config(max_wait_ms: int) -> BreakerConfig:
+    return BreakerConfig(
+        wait_duration_ms=1,
+        max_wait_duration_ms=1,
+        permitted_calls_half_open=1,
+        max_wait_in_half_open_ms=max_wait_ms,
+    )
+
+
+def _half_open_holding_the_permit(agent, config):
+    """The fleet HALF_OPEN with its only permit taken (by a caller that never ends)."""
+    agent.fleet.set_state("dep", config, State.OPEN, "test")
+    wait_until(
+        lambda: agent.fleet.permit("dep", config).extra, timeout=5, what="the permit"
+    )
+    return agent.fleet.read_states(["dep"])["dep"]
+
+
+def test_fleet__half_open_permit_never_returned__opens_again_after_the_max_wait(
+    agent,
+):
+    config = _half_open_config(max_wait_ms=50)
+    half_open = _half_open_holding_the_permit(agent, config)
+
+    reply = wait_until(
+        lambda: (
+            (r := agent.fleet.permit("dep", config)).from_state == "HALF_OPEN" and r
+        ),
+        timeout=5,
+        what="the fleet to leave HALF_OPEN",
+    )
+
+    assert reply.state is State.OPEN
+    assert reply.reason == "half-open calls not completed in 50 ms"
+    reopened = agent.fleet.read_states(["dep"])["dep"]
+    assert int(reopened["opened_at"]) - int(half_open["since"]) >= 50
+
+
+def test_fleet__half_open_max_wait_zero__waits_for_the_permitted_calls(agent):
+    config = _half_open_config(max_wait_ms=0)
+    half_open = _half_open_holding_the_permit(agent, config)
+    since_ms = int(half_open["since"])
+    wait_until(
+        lambda: _redis_ms(agent) >= since_ms + 100,
+        timeout=5,
+        what="100 ms in HALF_OPEN on Redis's clock",
+    )
+
+    reply = agent.fleet.permit("dep", config)
+
+    assert (reply.state, reply.from_state, reply.extra) == (State.HALF_OPEN, "", 0)
+
+
+def _redis_ms(agent) -> int:
+    seconds, micros = agent.fleet.client.time()
+    return seconds * 1000 + micros // 1000
+
+
+def test_breaker__redis_unreachable_and_half_open_permit_held__reopens_locally():
+    alone = Agent(Fleet("redis://127.0.0.1:1/0", "t:"), interval=0.02, persist=False)
+    config = {**_half_open_config(50).as_dict(), "minimum_calls": 1, "window_size": 1}
+    try:
+        dep = alone.breaker("dep")
+        dep.apply_config(BreakerConfig.from_mapping(config))
+        fail(dep)
+        wait_until(lambda: _permit(dep) is not None, timeout=5, what="a permit")
+        half_open_at = dep.phase_at
+
+        wait_until(
+            lambda: _refused_state(dep) == State.OPEN, timeout=5, what="OPEN again"
+        )
+    finally:
+        alone.stop()
+    assert alone.health().degraded
+    assert dep.local_only
+    assert dep.phase_at - half_open_at >= 0.05
+
+
+def _refused_state(dep) -> str:
+    try:
+        dep.record(dep.acquire(), 0.0, None)
+    except BreakerOpenError as exc:
+        return exc.state
+    return ""

@@ -1,5 +1,6 @@
 """Fleet-wide state with real processes and a Redis that goes away and comes back."""
 
+import signal
 import sys
 import time
 import uuid
@@ -34,6 +35,27 @@ while True:
         print("refused", time.time(), flush=True)
         break
     time.sleep(0.001)
+"""
+
+# A process that takes breaker "dep"'s half-open permit and hangs until killed.
+HOLDER = """
+import os, threading, time
+from apps.breakers.agent import Agent
+from apps.breakers.exceptions import BreakerOpenError
+from apps.breakers.fleet import Fleet
+
+agent = Agent(Fleet(os.environ["REDIS_URL"], os.environ["BREAKER_PREFIX"]), persist=False)
+dep = agent.breaker("dep")
+while True:
+    try:
+        dep.acquire()
+    except BreakerOpenError:
+        time.sleep(0.001)
+        continue
+    if dep.state == "HALF_OPEN":
+        break
+print("holding", flush=True)
+threading.Event().wait()
 """
 
 
@@ -106,3 +128,45 @@ def test_breaker__redis_stopped__protects_locally_then_reconciles_when_back(tmp_
     finally:
         agent.stop()
         valkey.stop()
+
+
+def _permit(dep) -> int | None:
+    try:
+        return dep.acquire()
+    except BreakerOpenError:
+        return None
+
+
+@pytest.mark.slow
+def test_breaker__process_killed_holding_the_half_open_permit__fleet_recovers(
+    agent, tmp_path
+):
+    dep = breaker(
+        agent,
+        wait_duration_ms=200,
+        max_wait_duration_ms=200,
+        permitted_calls_half_open=1,
+        max_wait_in_half_open_ms=1500,
+    )
+    agent.fleet.set_state("dep", dep.config, State.OPEN, "test")
+    proc = Proc(
+        "holder",
+        [sys.executable, "manage.py", "shell", "-c", HOLDER],
+        child_env(BREAKER_PREFIX=agent.fleet.prefix),
+        tmp_path / "holder.log",
+    )
+    try:
+        wait_until(lambda: _line(proc, "holding"), timeout=60, what="the holder")
+    finally:
+        proc.stop(signal.SIGKILL)
+    with pytest.raises(BreakerOpenError) as refused:
+        dep.acquire()
+    assert refused.value.state == "HALF_OPEN"
+
+    epoch = wait_until(
+        lambda: _permit(dep), timeout=10, what="a permit after the max wait"
+    )
+    dep.record(epoch, 0.0, False)
+
+    wait_until(lambda: dep.state is State.CLOSED, timeout=5, what="CLOSED")
+    assert fleet_state(agent) == "CLOSED"
