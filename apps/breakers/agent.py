@@ -12,6 +12,7 @@ from their local window alone, and once Redis answers again every breaker is
 flushed with its local proposal and takes the fleet's state (reconciliation).
 """
 
+import asyncio
 import json
 import os
 import queue
@@ -78,6 +79,8 @@ class Agent:
         self._degraded = ""
         self._resync = True
         self._new: list[str] = []
+        # Breakers running on the defaults until the flusher reads their config.
+        self._unconfigured: list[str] = []
         self._notes: queue.SimpleQueue[Transition] = queue.SimpleQueue()
         self._backlog: list[Transition] = []
         self._reset_threads()
@@ -109,11 +112,15 @@ class Agent:
         return found
 
     def _first_config(self, name: str) -> BreakerConfig:
-        if not self._degraded:
+        """The stored config, read now unless that would block an event loop or
+        Redis is away: then the defaults, and the flusher reads it (hold ``_lock``)."""
+        if not self._degraded and not _in_event_loop():
             try:
                 return self.fleet.load_config(name) or BreakerConfig()
             except redis.RedisError as exc:
                 self._set_degraded(exc)
+        self._unconfigured.append(name)
+        self.wake()
         return BreakerConfig()
 
     def connected(self) -> bool:
@@ -184,13 +191,19 @@ class Agent:
         self.cycle()
 
     def cycle(self) -> None:
-        """One round: register new breakers, flush outcomes, persist transitions.
+        """One round: read configs not read at first use, register new breakers,
+        flush outcomes, persist transitions.
 
         Each step fails on its own: a database outage must not stop the flushes.
         """
-        steps = [self._flush]
+        steps = [self._configure, self._flush]
         if self.persist:
-            steps = [self._register_new, self._flush, self._write_notes]
+            steps = [
+                self._configure,
+                self._register_new,
+                self._flush,
+                self._write_notes,
+            ]
         for step in steps:
             try:
                 step()
@@ -283,6 +296,22 @@ class Agent:
                 Transition(name, from_state, to, reason, origin, at, current_trace_id())
             )
 
+    def _configure(self) -> None:
+        if self._degraded:
+            return  # the flush finds out when Redis is back; the next cycle reads
+        with self._lock:
+            names, self._unconfigured = self._unconfigured, []
+        for index, name in enumerate(names):
+            try:
+                config = self.fleet.load_config(name)
+            except redis.RedisError as exc:
+                with self._lock:
+                    self._unconfigured.extend(names[index:])
+                self._set_degraded(exc)
+                return
+            if config is not None and config != self.breakers[name].config:
+                self.breakers[name].apply_config(config)
+
     def _register_new(self) -> None:
         from apps.breakers.services import breaker_register
 
@@ -333,6 +362,14 @@ class Agent:
         if self._degraded:
             log.info("breakers.reconnected")
         self._degraded = ""
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 _default: Agent | None = None

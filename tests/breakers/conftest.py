@@ -8,6 +8,7 @@ from apps.breakers.agent import Agent
 from apps.breakers.config import BreakerConfig
 from apps.breakers.engine import LocalBreaker
 from apps.breakers.fleet import Fleet
+from tests.procs import wait_until
 
 
 @pytest.fixture
@@ -20,6 +21,10 @@ def agent() -> Iterator[Agent]:
 
 
 def breaker(agent: Agent, name: str = "dep", **config: object) -> LocalBreaker:
-    """Breaker ``name`` of ``agent`` with ``config`` stored fleet-wide before first use."""
-    agent.fleet.store_config(name, BreakerConfig.from_mapping(config))
-    return agent.breaker(name)
+    """Breaker ``name`` of ``agent`` with ``config`` stored fleet-wide before first use
+    (and applied: a first use in an event loop starts on the defaults)."""
+    stored = BreakerConfig.from_mapping(config)
+    agent.fleet.store_config(name, stored)
+    made = agent.breaker(name)
+    wait_until(lambda: made.config == stored, timeout=5, what=f"{name}'s config")
+    return made

@@ -3,12 +3,14 @@
 import pytest
 
 from apps import breakers
-from apps.breakers.config import State
+from apps.breakers.agent import Agent
+from apps.breakers.config import BreakerConfig, State
 from apps.breakers.exceptions import BreakerOpenError
+from apps.breakers.fleet import Fleet
 from apps.breakers.guard import Guard
 from apps.breakers.models import Breaker
 from tests.breakers.conftest import breaker
-from tests.breakers.helpers import Down
+from tests.breakers.helpers import Down, GatedRedis
 from tests.procs import wait_until
 
 
@@ -104,3 +106,36 @@ def test_guard__module_api_first_use__registers_the_breaker_and_keeps_the_name()
         timeout=5,
         what="the agent to register the breaker",
     )
+
+
+async def test_guard__first_use_in_an_event_loop__starts_on_defaults_without_waiting(
+    agent,
+):
+    stored = BreakerConfig(minimum_calls=1, window_size=1)
+    agent.fleet.store_config("dep", stored)
+    with GatedRedis(agent.fleet.url) as gated:
+        slow = Agent(Fleet(gated.url, agent.fleet.prefix), interval=0.02, persist=False)
+        try:
+            async with Guard(slow.breaker("dep"), None):
+                pass
+            # A blocking first read would have timed out on the held request.
+            assert not slow.health().degraded
+            dep = slow.breakers["dep"]
+            assert dep.config == BreakerConfig()
+
+            gated.open()
+
+            wait_until(lambda: dep.config == stored, timeout=5, what="stored config")
+        finally:
+            slow.stop()
+    assert dep.local_view()[1] == (0, 0, 0)  # the window restarts on the new config
+
+
+def test_guard__first_use_outside_an_event_loop__reads_the_stored_config(agent):
+    stored = BreakerConfig(minimum_calls=1, window_size=1)
+    agent.fleet.store_config("dep", stored)
+
+    with Guard(agent.breaker("dep"), None):
+        pass
+
+    assert agent.breakers["dep"].config == stored
