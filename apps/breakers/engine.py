@@ -6,11 +6,12 @@ process's ``apps.breakers.agent.Agent`` thread, which flushes outcomes in batche
 and pushes the fleet's transitions back here.
 """
 
+import itertools
 import threading
 import time
 from typing import Protocol
 
-from apps.breakers.config import BreakerConfig, State, exception_classes
+from apps.breakers.config import BreakerConfig, State, WindowType, exception_classes
 from apps.breakers.exceptions import BreakerOpenError
 from apps.breakers.fleet import Reply
 from apps.breakers.window import rates_exceeded, window_new
@@ -60,6 +61,13 @@ class LocalBreaker:
         self.ho_admitted = 0
         self.ho = [0, 0, 0]
         self.phase_at = time.monotonic()
+        # The epoch while the window is a full count window without a failed or
+        # slow call, else -1. A quick success then changes nothing in the window
+        # (its ring is all successes) but the call count for the fleet, which
+        # ``quiet_calls`` keeps without the lock: next() on it is atomic in CPython.
+        self.quiet_epoch = -1
+        self.quiet_calls = itertools.count()
+        self._quiet_base = 0
         self.apply_config(config)
 
     def apply_config(self, config: BreakerConfig) -> None:
@@ -70,6 +78,16 @@ class LocalBreaker:
             self.record_types = exception_classes(config.record_exceptions)
             self.ignore_types = exception_classes(config.ignore_exceptions)
             self.window = window_new(config)
+            self.quiet_epoch = -1
+            count_window = config.window_type == WindowType.COUNT
+            self._quiet_size = config.window_size if count_window else -1
+
+    def succeeded(self, epoch: int, duration: float) -> None:
+        """Count a call that returned: lock-free while the window is quiet."""
+        if epoch == self.quiet_epoch and duration < self.slow_s:
+            next(self.quiet_calls)
+        else:
+            self.record(epoch, duration, False)
 
     def acquire_fast(self) -> int | None:
         """Admit a call (its epoch) without I/O, None when a permit must be asked."""
@@ -147,15 +165,21 @@ class LocalBreaker:
                 pending[1] += failed
                 pending[2] += slow
             if state is _CLOSED:
-                calls, failures, slows = self.window.add(failed, slow)
-                # Rates only rise with a failed or slow call, or on reaching the minimum.
-                minimum = self.min_calls
-                if calls >= minimum and (failed or slow or calls == minimum):
-                    reason = rates_exceeded(self.config, calls, failures, slows)
-                    if reason:
-                        self.go(_OPEN, reason)
+                self._record_closed(epoch, failed, slow)
             elif state is _HALF_OPEN:
                 self._record_half_open(failed, slow)
+
+    def _record_closed(self, epoch: int, failed: bool, slow: bool) -> None:
+        calls, failures, slows = self.window.add(failed, slow)
+        # Rates only rise with a failed or slow call, or on reaching the minimum.
+        minimum = self.min_calls
+        if calls >= minimum and (failed or slow or calls == minimum):
+            reason = rates_exceeded(self.config, calls, failures, slows)
+            if reason:
+                self.go(_OPEN, reason)
+                return
+        quiet = calls == self._quiet_size and not failures and not slows
+        self.quiet_epoch = epoch if quiet else -1
 
     def _record_half_open(self, failed: bool, slow: bool) -> None:
         ho = self.ho
@@ -192,6 +216,8 @@ class LocalBreaker:
     def _new_phase(self) -> None:
         self.epoch += 1
         self.phase_at = time.monotonic()
+        self.quiet_epoch = -1
+        self._take_quiet_calls()  # a success racing the transition must not count
         self.window = window_new(self.config)
         self.pending = [0, 0, 0, 0]
         self.ho_admitted = 0
@@ -223,9 +249,18 @@ class LocalBreaker:
         with self.lock:
             calls, failures, slow, released = self.pending
             self.pending = [0, 0, 0, 0]
+            quiet_calls = self._take_quiet_calls()
+            if self.state is _CLOSED:
+                calls += quiet_calls
             proposal = self.proposal if self.state is not _CLOSED else ""
             self.proposal = ""
             return (self.gen, calls, failures, slow, released), proposal
+
+    def _take_quiet_calls(self) -> int:
+        """Quiet successes since the last take (hold ``lock``); a take uses a number."""
+        seen = next(self.quiet_calls)
+        taken, self._quiet_base = seen - self._quiet_base, seen + 1
+        return taken
 
     def restore_proposal(self, proposal: str) -> None:
         """A flush failed: keep the reason for the next one."""

@@ -65,7 +65,8 @@ local ho_max_wait = tonumber(cfg.max_wait_in_half_open_ms) or 0
 local function tick()
   if b.state == 'OPEN' and now >= b.opened_at + b.wait_ms then
     go('HALF_OPEN', 'wait in open state elapsed')
-  elseif b.state == 'HALF_OPEN' and ho_max_wait > 0 and now >= b.since + ho_max_wait then
+  elseif b.state == 'HALF_OPEN' and ho_max_wait > 0
+      and now >= b.since + ho_max_wait then
     -- A permit holder died or hangs: try again after a wait in OPEN.
     go('OPEN', 'half-open calls not completed in ' .. ho_max_wait .. ' ms')
   end

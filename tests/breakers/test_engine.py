@@ -4,8 +4,10 @@ import pytest
 
 from apps.breakers.agent import Agent
 from apps.breakers.config import BreakerConfig, State, config_validate
+from apps.breakers.engine import LocalBreaker
 from apps.breakers.exceptions import BreakerOpenError
 from apps.breakers.fleet import Fleet
+from apps.breakers.guard import Guard
 from apps.core.exceptions import ValidationFailed
 from tests.breakers.conftest import breaker
 from tests.breakers.helpers import fail, fleet_state, succeed
@@ -323,3 +325,67 @@ def _refused_state(dep) -> str:
     except BreakerOpenError as exc:
         return exc.state
     return ""
+
+
+def _unsynced(agent, **config) -> LocalBreaker:
+    """A breaker of ``agent`` whose threads never run: its batches stay here."""
+    return LocalBreaker("dep", BreakerConfig.from_mapping(config), agent)
+
+
+def test_breaker__successes_on_a_full_clean_window__skip_the_window_but_count(agent):
+    dep = _unsynced(agent, minimum_calls=4, window_size=4, failure_rate_threshold=75)
+    for _ in range(4):
+        succeed(dep)
+    assert dep.quiet_epoch == dep.epoch
+
+    for _ in range(6):
+        Guard(dep, None)(lambda: None)()
+
+    assert dep.take_batch()[0][1] == 10
+    assert dep.local_view() == (State.CLOSED, (4, 0, 0))
+    fail(dep)
+    assert dep.quiet_epoch == -1
+    fail(dep)
+    succeed(dep)
+    assert dep.state is State.CLOSED  # 2 of 4
+    fail(dep)
+    assert dep.state is State.OPEN  # 3 of 4: the ring kept its order
+
+
+def test_breaker__quiet_success_of_an_earlier_phase__is_not_counted(agent):
+    dep = _unsynced(agent, minimum_calls=2, window_size=2)
+    succeed(dep)
+    succeed(dep)
+    epoch = dep.acquire()
+    reply = agent.fleet.set_state("dep", dep.config, State.CLOSED, "reset")
+
+    dep.adopt(reply)
+    dep.succeeded(epoch, 0.0)
+
+    assert dep.take_batch()[0][1] == 0
+    assert dep.local_view() == (State.CLOSED, (0, 0, 0))
+
+
+def test_breaker__slow_success_on_a_quiet_window__counts_as_slow(agent):
+    dep = _unsynced(
+        agent,
+        minimum_calls=2,
+        window_size=2,
+        slow_call_duration_ms=1000,
+        slow_call_rate_threshold=50,
+    )
+    succeed(dep)
+    succeed(dep)
+
+    dep.succeeded(dep.acquire(), 1.5)
+
+    assert dep.state is State.OPEN
+    assert "slow-call rate" in dep.proposal
+
+
+def test_breaker__time_window__never_takes_the_quiet_path(agent):
+    dep = _unsynced(agent, window_type="time", window_size=10, minimum_calls=2)
+    for _ in range(3):
+        succeed(dep)
+    assert dep.quiet_epoch == -1
+    assert dep.local_view()[1] == (3, 0, 0)
