@@ -4,7 +4,7 @@ import itertools
 from typing import Any
 
 from apps.components.models import Component, StateChange
-from apps.components.notifications.models import NotificationChannel
+from apps.components.notifications.models import Notification, NotificationChannel
 from apps.components.notifications.services import channel_create
 from apps.core.models import AuditEvent
 
@@ -39,4 +39,16 @@ def make_change(component: Component, to_state: str = "unhealthy") -> StateChang
         to_state=to_state,
         incident_opened=to_state == "unhealthy",
         message="HTTP 500",
+    )
+
+
+def make_transition_notification(
+    component: Component, channel: NotificationChannel
+) -> Notification:
+    """A pending notification of a new transition of ``component`` via ``channel``."""
+    return Notification.objects.create(
+        event="transition",
+        component=component,
+        state_change=make_change(component),
+        channel=channel,
     )

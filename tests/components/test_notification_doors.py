@@ -15,7 +15,11 @@ from apps.components.services import (
 )
 from apps.core.models import AuditEvent
 from tests.components.helpers import make_component
-from tests.components.notify import HOOK_SECRET, make_change, make_channel
+from tests.components.notify import (
+    HOOK_SECRET,
+    make_channel,
+    make_transition_notification,
+)
 from tests.factories import bearer, make_token, make_user
 
 pytestmark = pytest.mark.django_db
@@ -66,7 +70,7 @@ def planted(django_capture_on_commit_callbacks):
         config={"url": f"http://127.0.0.1:1/hook/{PLANTED}", "secret": PLANTED},
         components=(component,),
     )
-    Notification.objects.create(state_change=make_change(component), channel=channel)
+    make_transition_notification(component, channel)
     for notification in Notification.objects.all():
         notification_deliver(notification_id=notification.pk)
     return channel
@@ -193,9 +197,7 @@ def test_api_deliveries__component_filter__only_that_component(client):
     first, second = make_component(slug="first"), make_component(slug="second")
     channel = make_channel(components=(first, second))
     for component in (first, second):
-        Notification.objects.create(
-            state_change=make_change(component), channel=channel
-        )
+        make_transition_notification(component, channel)
     headers = bearer(make_token(scopes=("read",))[1])
     body = client.get(
         "/api/v1/components/notifications/deliveries?component=second", headers=headers

@@ -13,7 +13,12 @@ from apps.components.notifications.services import DELIVER_TASK, notifications_c
 from apps.components.services import component_check_now
 from apps.core.models import AuditEvent
 from tests.components.helpers import http_target, make_component
-from tests.components.notify import HOOK_SECRET, make_change, make_channel
+from tests.components.notify import (
+    HOOK_SECRET,
+    make_change,
+    make_channel,
+    make_transition_notification,
+)
 from tests.procs import wait_until
 
 pytestmark = [
@@ -81,9 +86,8 @@ def test_notification__receiver_answers_500__retried_then_sent_once(worker, rece
 def test_notification__task_delivered_twice__sent_once(worker, receiver):
     component = make_component()
     _webhook_for(receiver, component)
-    notification = Notification.objects.create(
-        state_change=make_change(component),
-        channel=component.notification_channels.get(),
+    notification = make_transition_notification(
+        component, component.notification_channels.get()
     )
     tasks = [
         current_app.send_task(DELIVER_TASK, args=[notification.pk]) for _ in range(2)

@@ -117,7 +117,8 @@ class NotificationAdmin(ReadOnlyAdmin):
     list_display = [
         "created_at",
         "channel",
-        "component",
+        "component_slug",
+        "event",
         "transition",
         "status",
         "attempts",
@@ -125,15 +126,15 @@ class NotificationAdmin(ReadOnlyAdmin):
         "last_error",
         "sent_at",
     ]
-    list_filter = ["status", "channel__kind"]
-    search_fields = ["channel__name", "state_change__component__slug"]
-    list_select_related = ["channel", "state_change__component"]
+    list_filter = ["status", "event", "channel__kind"]
+    search_fields = ["channel__name", "component__slug", "dedup_key"]
+    list_select_related = ["channel", "component", "state_change"]
 
     @admin.display(description="component")
-    def component(self, obj: Notification) -> str:
-        return obj.state_change.component.slug if obj.state_change else "(test)"
+    def component_slug(self, obj: Notification) -> str:
+        return obj.component.slug if obj.component else "(test)"
 
-    @admin.display(description="transition")
+    @admin.display(description="transition or subject")
     def transition(self, obj: Notification) -> str:
         change = obj.state_change
-        return f"{change.from_state} → {change.to_state}" if change else "-"
+        return f"{change.from_state} → {change.to_state}" if change else obj.subject

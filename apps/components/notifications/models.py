@@ -60,13 +60,46 @@ class NotificationStatus(models.TextChoices):
     SUPPRESSED = "suppressed"
 
 
+class NotificationEvent(models.TextChoices):
+    """What a notification is about."""
+
+    # A state change of the component (``state_change``).
+    TRANSITION = "transition"
+    # Healing gave up on the component: a human is needed.
+    ESCALATION = "escalation"
+    # An operator's test send: no component.
+    TEST = "test"
+
+
+# A transition has its change and component; a test send neither; any other event
+# a component and a dedup key.
+_EVENT_SHAPE = (
+    Q(event=NotificationEvent.TRANSITION)
+    & Q(state_change__isnull=False, component__isnull=False)
+    | Q(event=NotificationEvent.TEST, state_change__isnull=True, component__isnull=True)
+    | ~Q(event__in=[NotificationEvent.TRANSITION, NotificationEvent.TEST])
+    & Q(state_change__isnull=True, component__isnull=False)
+    & ~Q(dedup_key="")
+)
+
+
 class Notification(models.Model):
-    """One transition sent (or tried) through one channel; a test send has no change.
+    """One message sent (or tried) through one channel: a component's transition, a
+    component event such as an escalation (``subject``/``text``, deduplicated by
+    ``dedup_key``), or a test send.
 
     A delivery claims the row (``claimed_until``) before sending, so a task that
     runs twice sends once.
     """
 
+    event = models.CharField(max_length=12, choices=NotificationEvent.choices)
+    component = models.ForeignKey(
+        "components.Component",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="notifications",
+    )
     state_change = models.ForeignKey(
         "components.StateChange",
         on_delete=models.CASCADE,
@@ -74,6 +107,10 @@ class Notification(models.Model):
         blank=True,
         related_name="notifications",
     )
+    # Component events: one notification per (key, channel), e.g. "escalation:12".
+    dedup_key = models.CharField(max_length=200, blank=True)
+    subject = models.CharField(max_length=200, blank=True)
+    text = models.TextField(blank=True)
     channel = models.ForeignKey(
         NotificationChannel, on_delete=models.CASCADE, related_name="notifications"
     )
@@ -100,6 +137,16 @@ class Notification(models.Model):
                 condition=Q(state_change__isnull=False),
                 name="notification_once_per_change",
             ),
+            models.UniqueConstraint(
+                fields=["dedup_key", "channel"],
+                condition=~Q(dedup_key=""),
+                name="notification_once_per_key",
+            ),
+            models.CheckConstraint(
+                condition=Q(event__in=NotificationEvent.values),
+                name="notification_known_event",
+            ),
+            models.CheckConstraint(condition=_EVENT_SHAPE, name="notification_shape"),
             models.CheckConstraint(
                 condition=Q(status__in=NotificationStatus.values),
                 name="notification_known_status",

@@ -35,7 +35,9 @@ class NotificationFilter(Schema):
 class NotificationOut(Schema):
     id: int
     channel: str
+    event: str = Field(..., description="transition, escalation or test.")
     component: str | None = Field(None, description="Absent for a test send.")
+    subject: str = Field(..., description="Events other than transitions.")
     from_state: str | None = None
     to_state: str | None = None
     status: str
@@ -51,7 +53,7 @@ class NotificationOut(Schema):
 
     @staticmethod
     def resolve_component(obj: Notification) -> str | None:
-        return obj.state_change.component.slug if obj.state_change else None
+        return obj.component.slug if obj.component else None
 
     @staticmethod
     def resolve_from_state(obj: Notification) -> str | None:

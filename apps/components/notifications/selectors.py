@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 from django.db.models import QuerySet
 
 from apps.components.checkers.base import MASK, secret_fields
+from apps.components.models import Component
 from apps.components.notifications.kinds import CHANNEL_KINDS
 from apps.components.notifications.models import (
     Notification,
@@ -56,9 +57,9 @@ def notification_list(
     status: str | None = None,
 ) -> QuerySet[Notification]:
     """Notifications newest first, optionally of one component, channel or status."""
-    rows = Notification.objects.select_related("channel", "state_change__component")
+    rows = Notification.objects.select_related("channel", "component", "state_change")
     if component_slug is not None:
-        rows = rows.filter(state_change__component__slug=component_slug)
+        rows = rows.filter(component__slug=component_slug)
     if channel is not None:
         rows = rows.filter(channel__name=channel)
     if status is not None:
@@ -67,9 +68,10 @@ def notification_list(
 
 
 def notification_message(*, notification: Notification) -> Message:
-    """What to send for ``notification``: its transition, or a test message."""
-    change = notification.state_change
-    if change is None:
+    """What to send for ``notification``: its transition, its component event, or a
+    test message."""
+    change, component = notification.state_change, notification.component
+    if component is None:
         name = notification.channel.name
         return Message(
             notification.pk,
@@ -77,12 +79,14 @@ def notification_message(*, notification: Notification) -> Message:
             f"Test notification from opsconsole ({name}).",
             {"event": "notification.test", "channel": name},
         )
-    slug = change.component.slug
+    if change is None:
+        return _component_event_message(notification, component)
+    slug = component.slug
     summary = f"{slug}: {change.from_state} → {change.to_state}"
     payload: dict[str, Any] = {
         "event": "component.state_changed",
         "component": slug,
-        "name": change.component.name,
+        "name": component.name,
         "from_state": change.from_state,
         "to_state": change.to_state,
         "at": change.at.isoformat(),
@@ -93,3 +97,19 @@ def notification_message(*, notification: Notification) -> Message:
     }
     text = f"{summary} ({change.message})" if change.message else summary
     return Message(notification.pk, f"opsconsole: {summary}", text, payload)
+
+
+def _component_event_message(
+    notification: Notification, component: Component
+) -> Message:
+    payload = {
+        "event": f"component.{notification.event}",
+        "component": component.slug,
+        "name": component.name,
+        "subject": notification.subject,
+        "text": notification.text,
+        "at": notification.created_at.isoformat(),
+        "dedup_key": notification.dedup_key,
+    }
+    subject = f"opsconsole: {notification.subject}"
+    return Message(notification.pk, subject, notification.text, payload)

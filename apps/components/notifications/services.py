@@ -1,5 +1,5 @@
-"""Writes of notifications: channels, one notification per alerting transition and
-channel, and delivering it once with bounded retries."""
+"""Writes of notifications: channels, one notification per alerting transition (or
+other component event) and channel, and delivering it once with bounded retries."""
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +18,7 @@ from apps.components.models import Component
 from apps.components.notifications.models import (
     Notification,
     NotificationChannel,
+    NotificationEvent,
     NotificationStatus,
 )
 from apps.components.notifications.selectors import (
@@ -131,13 +132,64 @@ def notifications_create(*, state_change_id: int, component_id: int) -> list[int
     channels = NotificationChannel.objects.filter(
         enabled=True, components=component_id
     ).values_list("id", flat=True)
-    Notification.objects.bulk_create(
-        [Notification(state_change_id=state_change_id, channel_id=c) for c in channels],
-        ignore_conflicts=True,
+    made = [
+        Notification(
+            event=NotificationEvent.TRANSITION,
+            component_id=component_id,
+            state_change_id=state_change_id,
+            channel_id=channel_id,
+        )
+        for channel_id in channels
+    ]
+    return _create_pending(made, Q(state_change_id=state_change_id))
+
+
+@transaction.atomic
+def notify_component(
+    *,
+    component: Component,
+    event: NotificationEvent,
+    subject: str,
+    text: str,
+    dedup_key: str,
+) -> list[int]:
+    """A pending notification of ``event`` (not a transition) per enabled channel of
+    the component, each delivered by a task enqueued on commit; their ids. A
+    ``dedup_key`` already notified through a channel is not notified again."""
+    if not dedup_key or event in (NotificationEvent.TRANSITION, NotificationEvent.TEST):
+        raise ValueError(f"not a component event with a dedup key: {event}")
+    channels = NotificationChannel.objects.filter(
+        enabled=True, components=component
+    ).values_list("id", flat=True)
+    made = [
+        Notification(
+            event=event,
+            component=component,
+            dedup_key=dedup_key,
+            subject=subject[:200],
+            text=text,
+            channel_id=channel_id,
+        )
+        for channel_id in channels
+    ]
+    ids = _create_pending(made, Q(dedup_key=dedup_key))
+    log.info(
+        "notification.queued",
+        component_id=component.pk,
+        about=event,
+        dedup_key=dedup_key,
+        notifications=len(ids),
     )
+    return ids
+
+
+def _create_pending(made: list[Notification], same: Q) -> list[int]:
+    """Insert ``made`` (one per channel; existing ones are kept) and enqueue every
+    pending notification matching ``same``."""
+    Notification.objects.bulk_create(made, ignore_conflicts=True)
     ids = list(
         Notification.objects.filter(
-            state_change_id=state_change_id, status=NotificationStatus.PENDING
+            same, status=NotificationStatus.PENDING
         ).values_list("id", flat=True)
     )
     for notification_id in ids:
@@ -162,7 +214,9 @@ def notification_test_send(
     channel = NotificationChannel.objects.filter(pk=channel_id).first()
     if channel is None:
         raise NotFound(f"No channel {channel_id}.", code="channel_not_found")
-    notification = Notification.objects.create(channel=channel)
+    notification = Notification.objects.create(
+        event=NotificationEvent.TEST, channel=channel
+    )
     audit_record(
         actor=actor,
         action="notification_channel.test_sent",
@@ -226,7 +280,7 @@ def _claim(notification_id: int, now: datetime) -> Notification | None:
     if claimed != 1:
         return None
     return Notification.objects.select_related(
-        "channel", "state_change__component"
+        "channel", "component", "state_change"
     ).get(pk=notification_id)
 
 

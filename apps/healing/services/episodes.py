@@ -34,6 +34,7 @@ from apps.healing.services.common import (
     next_delay,
     publish_on_commit,
 )
+from apps.healing.services.escalation import escalation_notify
 from apps.healing.services.lost import attempts_lost_fail
 
 log = structlog.get_logger(__name__)
@@ -211,6 +212,7 @@ def _escalate(policy: HealingPolicy) -> None:
         reason=f"{attempts} healing attempt(s) did not bring it back",
     )
     publish_on_commit(policy, "escalated", attempts=attempts)
+    escalation_notify(policy=policy)
 
 
 def _attempt_execute(attempt: HealingAttempt, policy: HealingPolicy) -> ActionResult:
