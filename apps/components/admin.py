@@ -21,6 +21,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from apps.components.forms import ComponentForm
+from apps.components.lateness import component_state_shown
 from apps.components.models import (
     Component,
     HealthResult,
@@ -273,13 +274,21 @@ class ComponentAdmin(admin.ModelAdmin):
 
     @admin.display(description="state", ordering="state__state")
     def state_colored(self, obj: Component) -> SafeString:
-        state = obj.state.state
+        shown = component_state_shown(component=obj, now=timezone.now())
+        state = shown.state if shown else "unknown"
         color = STATE_COLORS.get(state, "#757575")
-        return format_html('<span style="color:{}">&#9679; {}</span>', color, state)
+        label = "late" if shown and shown.late else state
+        return format_html(
+            '<span style="color:{}" title="{}">&#9679; {}</span>',
+            color,
+            shown.message if shown else "",
+            label,
+        )
 
     @admin.display(description="since", ordering="state__since")
     def state_since(self, obj: Component) -> Any:
-        return obj.state.since
+        shown = component_state_shown(component=obj, now=timezone.now())
+        return shown.since if shown else None
 
     @admin.display(description="last latency (ms)", ordering="state__last_latency_ms")
     def last_latency(self, obj: Component) -> str:

@@ -4,10 +4,12 @@ from datetime import datetime
 from typing import Any
 
 from django.urls import reverse
+from django.utils import timezone
 from ninja import Field, Schema
 from ninja.pagination import LimitOffsetPagination
 from pydantic import AwareDatetime, ConfigDict, field_validator
 
+from apps.components.lateness import component_state_shown
 from apps.components.models import Component
 from apps.components.selectors import component_config_public
 
@@ -34,6 +36,9 @@ class StateOut(Schema):
     last_latency_ms: float | None
     last_message: str
     last_checked_at: datetime | None
+    late: bool = Field(
+        False, description="A heartbeat past its due time and grace, not yet recorded."
+    )
 
 
 class ComponentOut(Schema):
@@ -64,6 +69,23 @@ class ComponentOut(Schema):
     @staticmethod
     def resolve_depends_on(obj: Component) -> list[str]:
         return [dependency.slug for dependency in obj.depends_on.all()]
+
+    @staticmethod
+    def resolve_state(obj: Component) -> dict[str, Any] | None:
+        shown = component_state_shown(component=obj, now=timezone.now())
+        if shown is None:
+            return None
+        stored = {
+            name: getattr(obj.state, name)
+            for name in StateOut.model_fields
+            if name != "late"
+        }
+        return stored | {
+            "state": shown.state,
+            "since": shown.since,
+            "last_message": shown.message,
+            "late": shown.late,
+        }
 
     @staticmethod
     def resolve_uptime_24h_pct(obj: Component) -> float | None:

@@ -1,6 +1,6 @@
 """Reads of the components app."""
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict
@@ -24,6 +24,7 @@ from django.utils import timezone
 from apps.components.checkers import KINDS
 from apps.components.checkers.base import MASK, secret_fields
 from apps.components.checkers.runner import CheckJob
+from apps.components.lateness import component_state_shown, state_shown
 from apps.components.models import (
     Component,
     ComponentState,
@@ -189,29 +190,53 @@ class HealthReport:
     checks: tuple[HealthCheck, ...] = ()
 
 
-def health_report(*, detailed: bool) -> HealthReport:
-    """The worst status over the watched components; each one's too if ``detailed``."""
+def health_report(*, detailed: bool, now: datetime | None = None) -> HealthReport:
+    """The worst status over the watched components (an overdue heartbeat fails, see
+    ``lateness``); each one's too if ``detailed``."""
+    now = now or timezone.now()
     watched = ComponentState.objects.filter(
         component__enabled=True, component__paused=False
     )
     if not detailed:
-        states = watched.values_list("state", flat=True).distinct()
-        return HealthReport(_worst(HEALTH_STATUS[State(s)] for s in states))
-    rows = watched.order_by("component__slug").values_list(
-        "component__slug",
-        "component__kind",
-        "state",
-        "last_latency_ms",
-        "last_checked_at",
-        "last_message",
-    )
-    checks = tuple(
-        HealthCheck(
-            slug, kind, state, HEALTH_STATUS[State(state)], latency, at, message
+        rows = watched.values_list("state", "component__heartbeat__alert_after")
+        shown = (
+            state_shown(state=state, alert_after=alert_after, now=now).state
+            for state, alert_after in rows.distinct()
         )
-        for slug, kind, state, latency, at, message in rows
+        return HealthReport(_worst(HEALTH_STATUS[State(s)] for s in shown))
+    checks = tuple(
+        _health_check(row, now)
+        for row in watched.order_by("component__slug").values(
+            "component__slug",
+            "component__kind",
+            "state",
+            "last_latency_ms",
+            "last_checked_at",
+            "last_message",
+            "component__heartbeat__alert_after",
+            "component__heartbeat__last_ping_at",
+        )
     )
     return HealthReport(_worst(check.status for check in checks), checks)
+
+
+def _health_check(row: Mapping[str, Any], now: datetime) -> HealthCheck:
+    shown = state_shown(
+        state=row["state"],
+        alert_after=row["component__heartbeat__alert_after"],
+        now=now,
+        message=row["last_message"],
+        last_ping_at=row["component__heartbeat__last_ping_at"],
+    )
+    return HealthCheck(
+        row["component__slug"],
+        row["component__kind"],
+        shown.state,
+        HEALTH_STATUS[State(shown.state)],
+        row["last_latency_ms"],
+        row["last_checked_at"],
+        shown.message,
+    )
 
 
 def _worst(statuses: Iterable[str]) -> str:
@@ -307,13 +332,14 @@ def components_live(
     """The dashboard's components snapshot: every enabled component with its state and
     the latencies of its last ``points`` results (within ``window``), plus the newest
     state changes."""
+    now = timezone.now()
     components = list(
         Component.objects.filter(enabled=True)
-        .select_related("state")
+        .select_related("state", "heartbeat")
         .order_by("group", "name")
     )
     recent = (
-        HealthResult.objects.filter(checked_at__gte=timezone.now() - window)
+        HealthResult.objects.filter(checked_at__gte=now - window)
         .annotate(
             rank=Window(
                 RowNumber(),
@@ -330,21 +356,23 @@ def components_live(
         latencies.setdefault(component_id, []).append(round(latency, 2))
     changes = StateChange.objects.select_related("component")[:20]
     return ComponentsLive(
-        tiles=[_tile(c, latencies.get(c.pk, [])) for c in components],
+        tiles=[_tile(c, latencies.get(c.pk, []), now) for c in components],
         changes=[_change_item(change) for change in changes],
     )
 
 
-def _tile(component: Component, latencies: list[float]) -> ComponentTile:
+def _tile(component: Component, latencies: list[float], now: datetime) -> ComponentTile:
     state = getattr(component, "state", None)
+    shown = component_state_shown(component=component, now=now)
+    since = shown.since if shown is not None else None
     return ComponentTile(
         slug=component.slug,
         name=component.name,
         group=component.group,
-        state=state.state if state is not None else "unknown",
-        since=state.since.isoformat() if state is not None else None,
+        state=shown.state if shown is not None else "unknown",
+        since=since.isoformat() if since is not None else None,
         latency_ms=state.last_latency_ms if state is not None else None,
-        message=state.last_message if state is not None else "",
+        message=shown.message if shown is not None else "",
         url=_admin_change_url(component),
         latencies=latencies,
     )

@@ -43,10 +43,11 @@ def beat_heartbeat() -> bool:
 
     Beat schedules this task and a worker runs it, so each ping proves that beat
     was ticking and a worker was taking tasks within the period. When either stops
-    (or the queue backs up past the grace) the pings stop, and the heartbeat turns
-    unhealthy when its evaluator (components.heartbeats_evaluate) sees it late. That
-    evaluator is beat-scheduled too: a beat outage shows up as an incident from the
-    evaluator's first run after beat returns, not while beat is down.
+    (or the queue backs up past the grace) the pings stop. Readers (/health, the
+    dashboard, admin, API) show it late as soon as its grace runs out
+    (``lateness``); the incident itself is recorded by the evaluator
+    (components.heartbeats_evaluate), which is beat-scheduled too, so from its first
+    run after beat returns.
     """
     ping_uuid = heartbeat_ping_uuid(slug=BEAT_HEARTBEAT_SLUG)
     if ping_uuid is None:
