@@ -9,12 +9,9 @@ pybreaker runs with in-memory state and with its Redis storage.
 
 import argparse
 import asyncio
-import os
-import tempfile
 import time
 import timeit
 from collections.abc import Callable
-from pathlib import Path
 
 import pybreaker
 import redis
@@ -22,7 +19,7 @@ import redis
 from apps.breakers.agent import Agent
 from apps.breakers.fleet import Fleet
 from apps.breakers.guard import Guard
-from opsconsole.embedded import EmbeddedValkey, free_port
+from benchmarks.breakers_common import redis_url
 
 
 def per_call(stmt: Callable[[], object], calls: int) -> float:
@@ -84,17 +81,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200_000)
     calls = parser.parse_args().calls
-    url = os.environ.get("REDIS_URL", "")
-    valkey = None
-    if not url:
-        valkey = EmbeddedValkey(Path(tempfile.mkdtemp()) / "valkey", free_port())
-        valkey.start()
-        url = valkey.url
-    try:
+    with redis_url() as url:
         results = bench(url, calls)
-    finally:
-        if valkey is not None:
-            valkey.stop()
     bare_ns = results[0][1]
     print(f"{'closed path, per call':<28}{'ns':>10}{'µs':>9}{'x bare':>9}")
     for label, ns in results:
