@@ -79,6 +79,29 @@ def test_breaker_configure__invalid_config__field_errors_and_row_unchanged(dep):
     assert dep.max_wait_duration_ms == 60_000
 
 
+def test_breaker_configure__half_open_max_wait__negative_refused_zero_kept(dep):
+    with pytest.raises(ValidationFailed) as refused:
+        breaker_configure(
+            name=dep.name,
+            changes={"max_wait_in_half_open_ms": -1},
+            actor=None,
+            reason="",
+            source=AuditEvent.Source.API,
+        )
+    assert "max_wait_in_half_open_ms" in refused.value.fields
+
+    breaker_configure(
+        name=dep.name,
+        changes={"max_wait_in_half_open_ms": 0},
+        actor=None,
+        reason="wait for the permitted calls, as resilience4j does",
+        source=AuditEvent.Source.API,
+    )
+
+    dep.refresh_from_db()
+    assert dep.config().max_wait_in_half_open_ms == 0
+
+
 def test_breakers_api__viewer__lists_but_cannot_force(client, dep):
     _, raw = make_token(user=make_user(role="viewer"), scopes=("read",))
 
