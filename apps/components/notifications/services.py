@@ -36,6 +36,8 @@ log = structlog.get_logger(__name__)
 
 DELIVER_TASK = "components.notification_deliver"
 SWITCH = "opsconsole.notifications.enabled"
+# Console-wide maintenance: results are recorded, alerts are not sent.
+MAINTENANCE = "opsconsole.maintenance"
 MAX_ATTEMPTS = 8
 # Wait before retry n: 2, 4, 8 … seconds, at most 5 minutes (≈ 4 min in all).
 RETRY_BASE_SECONDS = 2
@@ -246,7 +248,9 @@ def notification_deliver(*, notification_id: int) -> Attempt | None:
     """Claim the notification and send it; None when there is nothing to do (sent,
     final, suppressed, gone, or being sent by another worker)."""
     now = timezone.now()
-    if not flags.is_enabled(SWITCH, default=True):
+    if not flags.is_enabled(SWITCH, default=True) or _alert_in_maintenance(
+        notification_id
+    ):
         return _suppress(notification_id)
     notification = _claim(notification_id, now)
     if notification is None:
@@ -257,6 +261,16 @@ def notification_deliver(*, notification_id: int) -> Attempt | None:
         message=notification_message(notification=notification),
     )
     return _record(notification, delivery, timezone.now())
+
+
+def _alert_in_maintenance(notification_id: int) -> bool:
+    """The console is in maintenance and this is an alert (test-sends still go)."""
+    return (
+        flags.is_enabled(MAINTENANCE, default=False)
+        and Notification.objects.filter(pk=notification_id)
+        .exclude(event=NotificationEvent.TEST)
+        .exists()
+    )
 
 
 def _suppress(notification_id: int) -> Attempt | None:
