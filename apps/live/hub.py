@@ -25,6 +25,7 @@ import structlog
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from apps import flags
 from apps.live.connection import (
     CLOSE_GOING_AWAY,
     CLOSE_IDLE,
@@ -41,6 +42,8 @@ from apps.live.transport import before_server_shutdown
 log = structlog.get_logger(__name__)
 
 COALESCED = frozenset({"queues", "metrics"})
+# The console switch that stops streaming (snapshots are still served).
+LIVE_SWITCH = "opsconsole.live.enabled"
 TICK = 0.1
 PING_INTERVAL = 20.0
 IDLE_TIMEOUT = 60.0
@@ -92,6 +95,8 @@ class Hub:
         self.idle_timeout = idle_timeout
         self.connections: set[Connection] = set()
         self.degraded = False
+        # An operator switched streaming off (opsconsole.live.enabled).
+        self.paused = False
         self.subscribed = asyncio.Event()
         self._pending: dict[str, list[Delta]] = defaultdict(list)
         self._latest: dict[tuple[str, str], Delta] = {}
@@ -135,6 +140,8 @@ class Hub:
         conn.start()
         if self.degraded:
             conn.offer(Frame(encode({"type": "status", "degraded": True})))
+        if self.paused:
+            conn.offer(Frame(encode({"type": "status", "paused": True})))
 
     def detach(self, conn: Connection) -> None:
         conn.stop()
@@ -249,10 +256,23 @@ class Hub:
         return {t: int(v or 0) for t, v in zip(ordered, values, strict=True)}
 
     # --- writing frames ------------------------------------------------------
+    def follow_switch(self, enabled: bool) -> None:
+        """Stop or restart streaming as ``opsconsole.live.enabled`` says. Resuming
+        resyncs every socket: the deltas dropped meanwhile are in its snapshot."""
+        if enabled is not self.paused:
+            return
+        self.paused = not enabled
+        log.info("live.switched", streaming=enabled, connections=len(self.connections))
+        status = Frame(encode({"type": "status", "paused": self.paused}))
+        for conn in list(self.connections):
+            if enabled:
+                conn.outbox.resync("resumed")
+            self._offer(conn, status)
+
     def flush(self) -> int:
         """Send this tick's deltas; returns the number of frames encoded."""
         by_topic = self._take_pending()
-        if not by_topic:
+        if not by_topic or self.paused:
             return 0
         frames: dict[frozenset[str], list[Frame]] = {}
         for conn in list(self.connections):
@@ -301,6 +321,7 @@ class Hub:
         while True:
             await asyncio.sleep(self.tick)
             try:
+                self.follow_switch(flags.is_enabled(LIVE_SWITCH, default=True))
                 self.flush()
                 self.keepalive(time.monotonic())
             except Exception:

@@ -320,6 +320,9 @@ function onMessage(message) {
       if (message.degraded) {
         setConnection("degraded", "Degraded");
         showStale("The server lost its live feed: what you see may be out of date until it recovers.");
+      } else if (message.paused) {
+        setConnection("paused", "Paused");
+        showStale(`Live updates were switched off by an operator (opsconsole.live.enabled) at ${new Date().toLocaleTimeString()}: what you see is not updated.`);
       }
       return undefined;
     default:
