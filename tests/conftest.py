@@ -7,6 +7,55 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _flush_outlasts_deadlocks() -> None:
+    """Let a transactional test's flush retry when PostgreSQL picks it as a deadlock
+    victim.
+
+    Real workers are shared by the session; a task an earlier test enqueued (a
+    re-check, a heal's next attempt) may hold row locks while TRUNCATE takes its
+    table locks in another order. PostgreSQL then aborts one of the two; when that
+    is the flush, trying again once the task's transaction is gone is all it takes.
+    """
+    from django.core.management.base import CommandError
+    from django.core.management.commands import flush
+
+    original = flush.Command.handle
+
+    def handle(self: flush.Command, **options: object) -> None:
+        for attempt in range(3):
+            try:
+                return original(self, **options)
+            except CommandError as exc:
+                if attempt == 2 or "deadlock detected" not in str(exc.__cause__):
+                    raise
+        return None
+
+    flush.Command.handle = handle  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _flags_follow_database(request: pytest.FixtureRequest):
+    """Every process's flag snapshot matches the database a test starts with.
+
+    A transactional test's flush and restore write the flag rows behind the services'
+    backs, so no process hears of it: a snapshot rebuilt in between (flags=0) would
+    leave the console switches off for later tests. A test that switched a flag
+    inside its rolled-back transaction would leave its own snapshot behind the same
+    way. So each database test starts by rebuilding, and a transactional one tells
+    the other processes (workers, daphne) too.
+    """
+    marker = request.node.get_closest_marker("django_db")
+    if marker is not None:
+        request.getfixturevalue("_django_db_helper")
+        from apps.flags.snapshot import cache, flags_changed
+
+        if marker.kwargs.get("transaction"):
+            flags_changed()
+        elif cache.loaded:
+            cache.reload()
+
+
 @pytest.fixture(scope="session")
 def session_tmp(tmp_path_factory: pytest.TempPathFactory):
     return tmp_path_factory.mktemp("procs")
