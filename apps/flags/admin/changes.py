@@ -8,22 +8,23 @@ cancelled with a reason until beat makes them.
 """
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.auth.models import User
 from django.db import models
 from django.db.models import Count, F, Q, QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from apps.flags.admin.common import (
     ADMIN,
-    confirmed,
     copy_state,
     each,
     operator_of,
+    reason_action,
 )
 from apps.flags.admin_forms import JSON_FIELD, ScheduledChangeForm
 from apps.flags.models import ChangeRequest, ScheduledChange
@@ -55,6 +56,23 @@ FIELDS = (
 
 # Every field of a saved row is read-only: decisions are the list's actions, not a save.
 READ_ONLY = {"show_save": False, "show_save_and_continue": False}
+
+
+def _decided_with_reason(
+    service: Callable[..., object],
+) -> Callable[[ChangeRequest, User, str], object]:
+    """The write of a reasoned decision: ``service`` on the selected change request."""
+
+    def write(change: ChangeRequest, who: User, reason: str) -> object:
+        return service(
+            key=change.flag.key,
+            request_id=change.pk,
+            actor=who,
+            reason=reason,
+            source=ADMIN,
+        )
+
+    return write
 
 
 @admin.register(ChangeRequest)
@@ -140,49 +158,18 @@ class ChangeRequestAdmin(admin.ModelAdmin):
         )
         self.message_user(request, done)
 
-    @admin.action(description="Reject selected change requests", permissions=["change"])
-    def reject(
-        self, request: HttpRequest, queryset: QuerySet[ChangeRequest]
-    ) -> TemplateResponse | None:
-        return confirmed(
-            self,
-            request,
-            queryset,
-            name="reject",
-            description="Reject selected change requests",
-            permission="change",
-            protected=True,
-            write=lambda change, who, reason: change_request_reject(
-                key=change.flag.key,
-                request_id=change.pk,
-                actor=who,
-                reason=reason,
-                source=ADMIN,
-            ),
-            done="Rejected",
-        )
-
-    @admin.action(description="Cancel selected change requests", permissions=["change"])
-    def cancel(
-        self, request: HttpRequest, queryset: QuerySet[ChangeRequest]
-    ) -> TemplateResponse | None:
-        return confirmed(
-            self,
-            request,
-            queryset,
-            name="cancel",
-            description="Cancel selected change requests",
-            permission="change",
-            protected=True,
-            write=lambda change, who, reason: change_request_cancel(
-                key=change.flag.key,
-                request_id=change.pk,
-                actor=who,
-                reason=reason,
-                source=ADMIN,
-            ),
-            done="Cancelled",
-        )
+    reject = reason_action(
+        name="reject",
+        description="Reject selected change requests",
+        write=_decided_with_reason(change_request_reject),
+        done="Rejected",
+    )
+    cancel = reason_action(
+        name="cancel",
+        description="Cancel selected change requests",
+        write=_decided_with_reason(change_request_cancel),
+        done="Cancelled",
+    )
 
 
 @admin.register(ScheduledChange)
@@ -245,26 +232,15 @@ class ScheduledChangeAdmin(admin.ModelAdmin):
         )
         copy_state(scheduled, obj)
 
-    @admin.action(
-        description="Cancel selected scheduled changes", permissions=["change"]
+    cancel = reason_action(
+        name="cancel",
+        description="Cancel selected scheduled changes",
+        write=lambda scheduled, who, reason: scheduled_change_cancel(
+            key=scheduled.flag.key,
+            change_id=scheduled.pk,
+            actor=who,
+            reason=reason,
+            source=ADMIN,
+        ),
+        done="Cancelled",
     )
-    def cancel(
-        self, request: HttpRequest, queryset: QuerySet[ScheduledChange]
-    ) -> TemplateResponse | None:
-        return confirmed(
-            self,
-            request,
-            queryset.select_related("flag"),
-            name="cancel",
-            description="Cancel selected scheduled changes",
-            permission="change",
-            protected=True,
-            write=lambda scheduled, who, reason: scheduled_change_cancel(
-                key=scheduled.flag.key,
-                change_id=scheduled.pk,
-                actor=who,
-                reason=reason,
-                source=ADMIN,
-            ),
-            done="Cancelled",
-        )

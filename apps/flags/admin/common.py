@@ -1,5 +1,5 @@
 """What the flags admin pages share: the acting operator, per-object writes with a
-reason page, and how a change that opened a change request is reported.
+reason page (and actions made of them), and how a change that opened a change request is reported.
 """
 
 from collections.abc import Callable
@@ -18,6 +18,9 @@ from apps.core.models import AuditEvent
 from apps.flags.models import ChangeRequest
 
 ADMIN = AuditEvent.Source.ADMIN
+AdminAction = Callable[
+    [admin.ModelAdmin, HttpRequest, QuerySet[Any]], TemplateResponse | None
+]
 
 
 def operator_of(request: HttpRequest) -> User:
@@ -84,6 +87,38 @@ def confirmed(
         perform=perform,
     )
     return action(modeladmin, request, queryset)
+
+
+def reason_action(
+    *,
+    name: str,
+    description: str,
+    write: Callable[[Any, User, str], object],
+    done: str,
+    protected: Callable[[QuerySet[Any]], bool] = lambda objects: True,
+) -> AdminAction:
+    """A ``change`` action named ``name``: the reason page, then ``write`` per object.
+
+    ``protected`` tells from the selection whether the reason is required.
+    """
+
+    def action(
+        modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any]
+    ) -> TemplateResponse | None:
+        return confirmed(
+            modeladmin,
+            request,
+            queryset,
+            name=name,
+            description=description,
+            permission="change",
+            protected=protected(queryset),
+            write=write,
+            done=done,
+        )
+
+    action.__name__ = name
+    return admin.action(description=description, permissions=["change"])(action)
 
 
 def copy_state(source: models.Model, target: models.Model) -> None:

@@ -29,6 +29,7 @@ from apps.flags.admin.common import (
     copy_state,
     opened_message,
     operator_of,
+    reason_action,
 )
 from apps.flags.admin_forms import (
     JSON_FIELD,
@@ -290,20 +291,12 @@ class FlagAdmin(admin.ModelAdmin):
             done=f"Switched {state}",
         )
 
-    @admin.action(description="Archive selected flags", permissions=["change"])
-    def archive(
-        self, request: HttpRequest, queryset: QuerySet[Flag]
-    ) -> TemplateResponse | None:
-        return confirmed(
-            self,
-            request,
-            queryset,
-            name="archive",
-            description="Archive selected flags",
-            permission="change",
-            protected=queryset.filter(protected=True).exists(),
-            write=lambda flag, who, reason: flag_archive(
-                key=flag.key, actor=who, reason=reason, source=ADMIN
-            ),
-            done="Archived",
-        )
+    archive = reason_action(
+        name="archive",
+        description="Archive selected flags",
+        write=lambda flag, who, reason: flag_archive(
+            key=flag.key, actor=who, reason=reason, source=ADMIN
+        ),
+        done="Archived",
+        protected=lambda flags: flags.filter(protected=True).exists(),
+    )
