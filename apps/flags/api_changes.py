@@ -7,6 +7,8 @@ accepts gets 422 and changes nothing. Scheduled changes are made by beat when du
 and can be cancelled until then.
 """
 
+from collections.abc import Callable
+
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from ninja import Query, Router, Schema
@@ -126,13 +128,7 @@ def change_requests_reject(
     request: HttpRequest, key: str, request_id: int, payload: DecisionIn
 ) -> ChangeRequest:
     """Refuse, with a reason."""
-    return change_request_reject(
-        key=key,
-        request_id=request_id,
-        actor=writer(request, DECIDE).user,
-        reason=payload.reason,
-        source=API,
-    )
+    return _decide(change_request_reject, request, key, request_id, payload)
 
 
 @router.post(f"{ONE}/cancel", response=ChangeRequestOut)
@@ -140,7 +136,18 @@ def change_requests_cancel(
     request: HttpRequest, key: str, request_id: int, payload: DecisionIn
 ) -> ChangeRequest:
     """Withdraw, with a reason."""
-    return change_request_cancel(
+    return _decide(change_request_cancel, request, key, request_id, payload)
+
+
+def _decide(
+    service: Callable[..., ChangeRequest],
+    request: HttpRequest,
+    key: str,
+    request_id: int,
+    payload: DecisionIn,
+) -> ChangeRequest:
+    """A reasoned decision on one change request, by the caller (who may decide)."""
+    return service(
         key=key,
         request_id=request_id,
         actor=writer(request, DECIDE).user,
