@@ -2,7 +2,6 @@
 transition; reasoned force-open / force-close / reset / disable actions; the
 config form validated by the engine's own rules; read-only transition history."""
 
-from collections.abc import Callable
 from typing import Any, cast
 
 from django.contrib import admin, messages
@@ -10,7 +9,6 @@ from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
@@ -23,8 +21,7 @@ from apps.breakers.selectors import (
     breakers_readiness,
 )
 from apps.breakers.services import breaker_act, breaker_configure
-from apps.core.admin_actions import action_with_reason
-from apps.core.exceptions import OpsError
+from apps.core.admin_actions import AdminAction, action_per_object
 from apps.core.models import AuditEvent
 
 ADMIN = AuditEvent.Source.ADMIN
@@ -58,31 +55,14 @@ def _rate(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f}%"
 
 
-def _act(action: str, description: str) -> Callable[..., TemplateResponse | None]:
-    def perform(
-        _: admin.ModelAdmin, request: HttpRequest, rows: QuerySet[Any], reason: str
-    ) -> str:
-        done = 0
-        for row in rows:
-            try:
-                breaker_act(
-                    name=row.name,
-                    action=action,
-                    actor=cast(User, request.user),
-                    reason=reason,
-                    source=ADMIN,
-                )
-                done += 1
-            except OpsError as exc:
-                messages.error(request, f"{row.name}: {exc.message}")
-        return f"{description}: {done} of {len(rows)}."
-
-    return action_with_reason(
+def _act(action: str, description: str) -> AdminAction:
+    return action_per_object(
         name=action,
         description=description,
-        permissions=["change"],
-        reason_required=True,
-        perform=perform,
+        write=lambda row, who, reason: breaker_act(
+            name=row.name, action=action, actor=who, reason=reason, source=ADMIN
+        ),
+        label=lambda row: row.name,
     )
 
 

@@ -6,16 +6,22 @@ why, confirms; the action then calls the service once per object with that reaso
 """
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.auth.models import User
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
+from apps.core.exceptions import OpsError
+
 Perform = Callable[[admin.ModelAdmin, HttpRequest, QuerySet[Any], str], str]
+AdminAction = Callable[
+    [admin.ModelAdmin, HttpRequest, QuerySet[Any]], TemplateResponse | None
+]
 TEMPLATE = "admin/opsconsole/confirm_action.html"
 
 
@@ -41,7 +47,7 @@ def action_with_reason(
     permissions: list[str],
     reason_required: bool,
     perform: Perform,
-) -> Callable[[admin.ModelAdmin, HttpRequest, QuerySet[Any]], TemplateResponse | None]:
+) -> AdminAction:
     """An admin action named ``name`` that confirms and takes a reason first.
 
     ``perform`` does the work with the cleaned reason and returns the message shown.
@@ -69,3 +75,36 @@ def action_with_reason(
 
     action.__name__ = name
     return admin.action(description=description, permissions=permissions)(action)
+
+
+def action_per_object(
+    *,
+    name: str,
+    description: str,
+    write: Callable[[Any, User, str], object],
+    label: Callable[[Any], str],
+    reason_required: bool = True,
+) -> AdminAction:
+    """A ``change`` action with a reason that calls ``write(obj, operator, reason)``
+    per object; a refusal is shown for that object (named by ``label``), the rest go on.
+    """
+
+    def perform(
+        _: admin.ModelAdmin, request: HttpRequest, rows: QuerySet[Any], reason: str
+    ) -> str:
+        done = 0
+        for row in rows:
+            try:
+                write(row, cast(User, request.user), reason)
+                done += 1
+            except OpsError as exc:
+                messages.error(request, f"{label(row)}: {exc.message}")
+        return f"{description}: {done} of {len(rows)}."
+
+    return action_with_reason(
+        name=name,
+        description=description,
+        permissions=["change"],
+        reason_required=reason_required,
+        perform=perform,
+    )

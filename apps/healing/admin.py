@@ -5,15 +5,12 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.contrib.auth.models import User
-from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.template.response import TemplateResponse
 
 from apps.components.selectors import MASK
-from apps.core.admin_actions import action_with_reason
-from apps.core.exceptions import OpsError
+from apps.core.admin_actions import AdminAction, action_per_object
 from apps.core.models import AuditEvent
 from apps.healing.models import HealingAttempt, HealingPolicy
 from apps.healing.selectors import policy_config_public
@@ -53,25 +50,14 @@ class PolicyForm(forms.ModelForm):
 
 def _act(
     name: str, description: str, perform: Perform, *, reason_required: bool
-) -> Callable[..., TemplateResponse | None]:
-    def run(
-        _: admin.ModelAdmin, request: HttpRequest, rows: QuerySet[Any], reason: str
-    ) -> str:
-        done = 0
-        for policy in rows.select_related("component"):
-            try:
-                perform(policy, cast(User, request.user), reason)
-                done += 1
-            except OpsError as exc:
-                messages.error(request, f"{policy.component.slug}: {exc.message}")
-        return f"{description}: {done} of {len(rows)}."
-
-    return action_with_reason(
+) -> AdminAction:
+    # The changelist selects each policy with its component (list_select_related).
+    return action_per_object(
         name=name,
         description=description,
-        permissions=["change"],
+        write=perform,
+        label=lambda policy: policy.component.slug,
         reason_required=reason_required,
-        perform=run,
     )
 
 
