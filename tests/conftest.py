@@ -34,6 +34,24 @@ def _flush_outlasts_deadlocks() -> None:
     flush.Command.handle = handle  # type: ignore[method-assign]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _test_database_dropped_cleanly(django_db_setup, django_db_blocker):
+    """End every other session on the test database before it is dropped.
+
+    Background threads (flag usage, metrics heartbeat) and killed subprocesses can
+    leave connections behind; DROP DATABASE then fails and, on a shared server, the
+    test database is left there.
+    """
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 @pytest.fixture(autouse=True)
 def _flags_follow_database(request: pytest.FixtureRequest):
     """Every process's flag snapshot matches the database a test starts with.
