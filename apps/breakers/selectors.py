@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypedDict
 
 import redis
 from django.db.models import Max, OuterRef, QuerySet, Subquery
@@ -133,3 +134,37 @@ def breaker_trace_items(trace_id: str) -> list[TraceItem]:
         )
         for event in events[:500]
     ]
+
+
+class BreakerTile(TypedDict):
+    """One breaker as the dashboard's breaker panel shows it."""
+
+    name: str
+    state: str
+    failure_rate: float | None
+    slow_rate: float | None
+    calls: int
+    last_transition_at: str | None
+    url: str
+
+
+def breakers_live() -> dict[str, Any]:
+    """The dashboard's breakers snapshot: every breaker with its fleet view."""
+    return {
+        "breakers": [
+            BreakerTile(
+                name=status.breaker.name,
+                state=status.view.state,
+                failure_rate=status.view.failure_rate,
+                slow_rate=status.view.slow_rate,
+                calls=status.view.calls,
+                last_transition_at=_iso(status.last_transition_at),
+                url=reverse("admin:breakers_breaker_change", args=[status.breaker.pk]),
+            )
+            for status in breaker_statuses()
+        ]
+    }
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None

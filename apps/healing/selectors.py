@@ -8,7 +8,7 @@ from apps.components.checkers.base import secret_fields
 from apps.components.selectors import MASK
 from apps.core.exceptions import NotFound
 from apps.healing.actions import KINDS
-from apps.healing.models import HealingAttempt, HealingPolicy
+from apps.healing.models import Episode, HealingAttempt, HealingPolicy
 
 
 def policy_get(*, slug: str) -> HealingPolicy:
@@ -41,4 +41,25 @@ def policy_config_public(*, policy: HealingPolicy) -> dict[str, Any]:
     return {
         key: MASK if key in hidden and value else value
         for key, value in policy.config.items()
+    }
+
+
+def healing_live() -> dict[str, Any]:
+    """The dashboard's healing snapshot: components whose healing is under way or
+    needs a human."""
+    policies = policy_list().exclude(episode=Episode.IDLE)
+    return {
+        "episodes": [
+            {
+                "slug": policy.component.slug,
+                "episode": policy.episode,
+                "attempts": policy.episode_attempts,
+                "max_attempts": policy.max_attempts,
+                "paused": policy.paused,
+                "next_attempt_at": policy.next_attempt_at.isoformat()
+                if policy.next_attempt_at
+                else None,
+            }
+            for policy in policies
+        ]
     }

@@ -1,7 +1,7 @@
 // The live dashboard: one WebSocket to /ws/live/, a snapshot, then sequenced deltas.
 // Plain ES module, no build step. Everything shown is set with textContent.
 
-const TOPICS = ["components", "events", "queues", "workers"];
+const TOPICS = ["components", "events", "queues", "workers", "breakers", "healing"];
 // On these topics only the latest delta per key is sent, so their seqs may skip.
 const COALESCED = new Set(["queues", "metrics"]);
 const FEED_MAX = 100;
@@ -22,6 +22,8 @@ const feed = document.getElementById("ops-events");
 const queueRows = document.querySelector("#ops-queues tbody");
 const workerList = document.getElementById("ops-workers");
 const sampleLine = document.getElementById("ops-sample");
+const breakerRows = document.querySelector("#ops-breakers tbody");
+const healingList = document.getElementById("ops-healing");
 
 const state = {
   socket: null,
@@ -35,6 +37,8 @@ const state = {
   queues: new Map(),
   workers: new Map(),
   sampledAt: null,
+  breakers: new Map(),
+  healing: new Map(),
 };
 
 function el(tag, attrs = {}, text = "") {
@@ -266,6 +270,67 @@ function workerDelta(payload, at) {
   renderWorkers();
 }
 
+// --- breakers and healing ----------------------------------------------------------
+function percent(value) {
+  return value == null ? "–" : `${value}%`;
+}
+
+function renderBreakers() {
+  const names = [...state.breakers.keys()].sort();
+  breakerRows.replaceChildren(
+    ...names.map((name) => {
+      const breaker = state.breakers.get(name);
+      const row = el("tr", { "data-breaker": name });
+      const head = el("th", { scope: "row" });
+      head.append(el("a", { href: breaker.url }, name));
+      row.append(head);
+      row.append(el("td", { class: "ops-breaker-state", "data-state": breaker.state }, breaker.state));
+      row.append(el("td", {}, percent(breaker.failure_rate)));
+      row.append(el("td", {}, percent(breaker.slow_rate)));
+      row.append(el("td", {}, String(breaker.calls ?? "–")));
+      row.append(el("td", {}, breaker.last_transition_at ? clock(breaker.last_transition_at) : "–"));
+      return row;
+    }),
+  );
+  if (!names.length) {
+    const row = el("tr");
+    row.append(el("td", { colspan: "6", class: "ops-empty" }, "No breaker has been used yet."));
+    breakerRows.append(row);
+  }
+}
+
+function breakerDelta(payload) {
+  const breaker = state.breakers.get(payload.name);
+  if (!breaker) return false; // a new breaker: its link and rates come with a snapshot
+  Object.assign(breaker, { state: payload.state, last_transition_at: payload.at });
+  renderBreakers();
+  addFeed([{ key: `breaker:${payload.name}:${payload.at}`, at: payload.at, text: `breaker ${payload.name}: ${payload.from} → ${payload.state}`, detail: payload.reason || "", url: breaker.url, trace: "", kind: payload.state === "OPEN" || payload.state === "FORCED_OPEN" ? "unhealthy" : "breaker" }]);
+  return true;
+}
+
+function renderHealing() {
+  const slugs = [...state.healing.keys()].sort();
+  healingList.replaceChildren(
+    ...slugs.map((slug) => {
+      const item = state.healing.get(slug);
+      const of = item.max_attempts ? ` of ${item.max_attempts}` : "";
+      const paused = item.paused ? ", paused" : "";
+      const what = item.episode === "needs_human" ? "needs a human" : `healing, attempt ${item.attempts}${of}`;
+      return el("li", { "data-slug": slug, "data-episode": item.episode }, `${slug}: ${what}${paused}`);
+    }),
+  );
+  if (!slugs.length) healingList.append(el("li", { class: "ops-empty" }, "Nothing is being healed."));
+}
+
+function healingDelta(payload, at) {
+  const known = state.healing.get(payload.slug) || {};
+  if (payload.episode === "idle") state.healing.delete(payload.slug);
+  else state.healing.set(payload.slug, { ...known, ...payload });
+  renderHealing();
+  const when = new Date(at * 1000).toISOString();
+  addFeed([{ key: `heal:${payload.slug}:${payload.event}:${at}`, at: when, text: `healing ${payload.slug}: ${payload.event.replaceAll("_", " ")}`, detail: "", url: "", trace: "", kind: payload.event === "escalated" ? "unhealthy" : "healing" }]);
+}
+
 // --- protocol ----------------------------------------------------------------
 function send(message) {
   if (state.socket && state.socket.readyState === WebSocket.OPEN) state.socket.send(JSON.stringify(message));
@@ -281,6 +346,14 @@ function onSnapshot(message) {
     if (topic === "events") items = items.concat(entry.data.map(auditItem));
     if (topic === "queues") queuesSnapshot(entry.data);
     if (topic === "workers") workersSnapshot(entry.data);
+    if (topic === "breakers") {
+      state.breakers = new Map(entry.data.breakers.map((b) => [b.name, b]));
+      renderBreakers();
+    }
+    if (topic === "healing") {
+      state.healing = new Map(entry.data.episodes.map((e) => [e.slug, e]));
+      renderHealing();
+    }
   }
   state.feed = [];
   addFeed(items);
@@ -304,6 +377,8 @@ function onDeltas(message) {
     if (item.topic === "events") addFeed([auditItem(item.payload)]);
     if (item.topic === "queues") queueDelta(item.payload);
     if (item.topic === "workers") workerDelta(item.payload, item.at);
+    if (item.topic === "breakers" && !breakerDelta(item.payload)) return resync();
+    if (item.topic === "healing") healingDelta(item.payload, item.at);
   }
   return undefined;
 }

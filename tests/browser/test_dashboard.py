@@ -12,9 +12,11 @@ import redis
 from django.conf import settings
 from playwright.sync_api import Browser, Page, expect
 
+from apps.breakers.services import breaker_act, breaker_register
 from apps.core.models import AuditEvent
 from apps.core.roles import OPERATOR, VIEWER
 from apps.flags.services import flag_create
+from apps.healing.models import HealingPolicy
 from opsconsole.beat import beat_lock_key
 from opsconsole.celery import app
 from opsconsole.embedded import free_port
@@ -161,3 +163,42 @@ def test_dashboard__queue_piles_up_and_a_worker_stops__panel_follows(
         expect(workers).not_to_contain_text("leaving-", timeout=10_000)
         expect(page.locator("#ops-events")).to_contain_text("stopped answering")
         _shot(page, "queues")
+
+
+def test_dashboard__breaker_forced_open_and_a_heal_needing_a_human__panels_show_them(
+    page: Page, web: str
+):
+    # Given a closed breaker and a component whose healing gave up
+    breaker_register(name="search-api")
+    component = make_component(slug="search-db")
+    HealingPolicy.objects.create(
+        component=component,
+        action="webhook",
+        config={},
+        episode="needs_human",
+        episode_attempts=3,
+        max_attempts=3,
+    )
+    username, password = _staff_user(VIEWER)
+    _log_in(page, username, password)
+    page.goto("/dashboard/")
+    state = page.locator(
+        '#ops-breakers tr[data-breaker="search-api"] .ops-breaker-state'
+    )
+    expect(state).to_have_text("CLOSED", timeout=15_000)
+    expect(page.locator("#ops-healing")).to_contain_text("search-db: needs a human")
+
+    # When an operator forces the breaker open, the panel and the feed follow live
+    breaker_act(
+        name="search-api",
+        action="force_open",
+        actor=None,
+        reason="index rebuild",
+        source=AuditEvent.Source.CLI,
+    )
+
+    expect(state).to_have_text("FORCED_OPEN", timeout=10_000)
+    expect(page.locator("#ops-events")).to_contain_text(
+        "breaker search-api: CLOSED → FORCED_OPEN"
+    )
+    _shot(page, "breakers")
