@@ -4,8 +4,10 @@ import csv
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,7 @@ from apps.components.heartbeats import PingAction, heartbeat_ping
 from apps.components.models import Component, Heartbeat
 from apps.core.models import AuditEvent
 from tests.components.helpers import make_component
-from tests.procs import database_url_for_tests
+from tests.procs import database_url_for_tests, wait_until
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,3 +95,43 @@ def test_checknow_process__unknown_slug__exit_1_one_line():
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == ["CommandError: No component 'ghost'."]
     assert result.stdout == ""
+
+
+def test_health_process__watch__repeats_until_sigterm_then_exit_0():
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url_for_tests(),
+        "OPSCONSOLE_LOG_LEVEL": "WARNING",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "health", "--watch", "--interval", "0.2"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    try:
+        wait_until(
+            lambda: sum(line.startswith("overall:") for line in lines) >= 2,
+            timeout=60,
+            what="two reports",
+        )
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    reader.join(5)
+    assert proc.stderr is not None
+    assert proc.stderr.read() == ""
+
+
+@pytest.mark.parametrize("interval", ["0", "soon"])
+def test_health__bad_interval__command_error(interval):
+    with pytest.raises(CommandError, match="interval"):
+        call_command("health", "--watch", "--interval", interval)
