@@ -1,4 +1,5 @@
 import os
+import warnings
 
 # Playwright's sync API runs an event loop in the test thread (STACK-NOTES pitfall 12).
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
@@ -35,21 +36,30 @@ def _flush_outlasts_deadlocks() -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _test_database_dropped_cleanly(django_db_setup, django_db_blocker):
+def _test_database_dropped_cleanly(django_db_setup):
     """End every other session on the test database before it is dropped.
 
     Background threads (flag usage, metrics heartbeat) and killed subprocesses can
     leave connections behind; DROP DATABASE then fails and, on a shared server, the
-    test database is left there.
+    test database is left there. A plain connection does it: Django's pool may have
+    been made by a thread that started before the test database existed.
     """
     yield
+    import psycopg
     from django.db import connection
 
-    with django_db_blocker.unblock(), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
+    from tests.procs import database_url_for_tests
+
+    if not connection.settings_dict["NAME"].startswith("test_"):
+        return  # no test ran against the database: none was made
+    try:
+        with psycopg.connect(database_url_for_tests(), connect_timeout=5) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+    except psycopg.Error as exc:
+        warnings.warn(f"could not end other sessions: {exc}", stacklevel=1)
 
 
 @pytest.fixture(autouse=True)

@@ -99,10 +99,16 @@ def tls_server(cert_file: Path, key_file: Path) -> Iterator[int]:
     async def start() -> asyncio.Server:
         return await asyncio.start_server(close, "127.0.0.1", 0, ssl=context)
 
+    async def stop(server: asyncio.Server) -> None:
+        server.close()
+        await server.wait_closed()
+
     server = asyncio.run_coroutine_threadsafe(start(), loop).result(10)
     try:
         yield server.sockets[0].getsockname()[1]
     finally:
-        server.close()
+        # On the server's own loop: asyncio servers are not thread-safe, and closing
+        # one from this thread raced its loop (TypeError in Server._wakeup).
+        asyncio.run_coroutine_threadsafe(stop(server), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
