@@ -1,4 +1,5 @@
 import os
+import time
 import warnings
 
 # Playwright's sync API runs an event loop in the test thread (STACK-NOTES pitfall 12).
@@ -6,6 +7,8 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 import pytest
+
+FLUSH_ATTEMPTS = 5
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -24,12 +27,15 @@ def _flush_outlasts_deadlocks() -> None:
     original = flush.Command.handle
 
     def handle(self: flush.Command, **options: object) -> None:
-        for attempt in range(3):
+        for attempt in range(FLUSH_ATTEMPTS):
             try:
                 return original(self, **options)
             except CommandError as exc:
-                if attempt == 2 or "deadlock detected" not in str(exc.__cause__):
+                last = attempt == FLUSH_ATTEMPTS - 1
+                if last or "deadlock detected" not in str(exc.__cause__):
                     raise
+                # A retry at once can meet the same task mid-way: back off.
+                time.sleep(0.2 * 2**attempt)
         return None
 
     flush.Command.handle = handle  # type: ignore[method-assign]
