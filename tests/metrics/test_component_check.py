@@ -16,7 +16,8 @@ pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @pytest.fixture(autouse=True)
 def _own_fleet(settings):
     # A Redis namespace of this test's own: only the reports it publishes count.
-    settings.OPSCONSOLE_REDIS_PREFIX = f"opstest:{uuid.uuid4().hex[:8]}:"
+    # Under the session's prefix, so its clean-up at the end takes these too.
+    settings.OPSCONSOLE_REDIS_PREFIX += f"{uuid.uuid4().hex[:8]}:"
 
 
 def checked(persister):

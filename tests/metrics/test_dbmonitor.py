@@ -18,7 +18,8 @@ def _own_keys(settings):
     # Redis keys of this test's own (what was noted before goes to the old ones);
     # queries at least 20 ms are slow.
     flushed()
-    settings.OPSCONSOLE_REDIS_PREFIX = f"opstest:{uuid.uuid4().hex[:8]}:"
+    # Under the session's prefix, so its clean-up at the end takes these too.
+    settings.OPSCONSOLE_REDIS_PREFIX += f"{uuid.uuid4().hex[:8]}:"
     settings.OPSCONSOLE_DB_SLOW_QUERY_MS = 20
 
 
