@@ -1,5 +1,7 @@
 """``breakers.guard``: context manager and decorator, sync and async, fallback."""
 
+import pickle
+
 import pytest
 
 from apps import breakers
@@ -42,6 +44,23 @@ def test_guard__decorated_without_fallback__raises_breaker_open_error(agent):
         fetch()
     assert calls == [1]
     assert 0 < refused.value.retry_after <= 5
+
+
+def test_breaker_open_error__message_and_extra__read_back_and_survive_pickling():
+    exc = BreakerOpenError("payments", State.OPEN, 2.34567)
+
+    copy = pickle.loads(pickle.dumps(exc))  # noqa: S301 (our own bytes)
+
+    for refused in (exc, copy):
+        assert str(refused) == "Breaker payments is OPEN; retry after 2.3s."
+        assert refused.message == str(refused)
+        assert refused.code == "breaker_open"
+        assert refused.status == 503
+        assert refused.extra == {
+            "breaker": "payments",
+            "state": State.OPEN,
+            "retry_after": 2.346,
+        }
 
 
 def test_guard__ignored_exception__propagates_past_the_fallback(agent):
