@@ -1,17 +1,34 @@
-"""Writes of the live app: the queue and worker sample (flow 6, issue #8)."""
+"""Writes of the live app: the queue and worker sample, task outcomes (flow 6, #8)."""
 
 import json
 import time
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import DatabaseError
 
 from apps.core.redis import shared_redis
 from apps.live.publisher import publish
 from apps.live.queues import QueueSample, WorkerSample, queues_sample, workers_sample
+from apps.live.selectors import (
+    TaskOutcomesReport,
+    sample_key,
+    task_outcomes,
+    tasks_key,
+)
 
 log = structlog.get_logger(__name__)
+
+# Minute rollups land every 15 s (the metrics.rollups_run schedule): reading the
+# outcomes more often would only read the same rows again.
+TASKS_EVERY_S = 15
+# The queues topic carries one delta per queue, keyed by its name, and one for the
+# task outcomes with this key: kombu queue names are never empty (see queue_names).
+TASKS_DELTA_KEY = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,10 +37,7 @@ class LiveSample:
     queues: tuple[QueueSample, ...]
     workers: tuple[WorkerSample, ...]
     gone: tuple[str, ...]
-
-
-def sample_key() -> str:
-    return f"{settings.OPSCONSOLE_REDIS_PREFIX}live:sample"
+    tasks: TaskOutcomesReport | None  # None unless this sample refreshed them
 
 
 def broker_prefix() -> str:
@@ -33,7 +47,8 @@ def broker_prefix() -> str:
 def live_sample(*, timeout: float = 1.0) -> LiveSample:
     """Sample every queue and worker, keep the sample for snapshots and publish the
     changes: one ``queues`` delta per queue, one ``workers`` delta per worker, and a
-    ``gone`` delta for each worker that answered last time but not now."""
+    ``gone`` delta for each worker that answered last time but not now. At most
+    every 15 s, also the task outcomes (see ``task_outcomes_refresh``)."""
     from opsconsole.celery import app
 
     client = shared_redis()
@@ -52,7 +67,38 @@ def live_sample(*, timeout: float = 1.0) -> LiveSample:
     for name in gone:
         log.warning("worker.gone", worker=name)
         publish("workers", {"name": name, "gone": True, "sampled_at": now}, key=name)
-    return LiveSample(now, queues, workers, gone)
+    tasks = None
+    if client.set(f"{tasks_key()}:due", 1, nx=True, ex=TASKS_EVERY_S):
+        tasks = task_outcomes_refresh(names=task_names(), now=now)
+    return LiveSample(now, queues, workers, gone, tasks)
+
+
+def task_names() -> list[str]:
+    """The console's own Celery tasks (Celery's built-in ``celery.*`` left out)."""
+    from opsconsole.celery import app
+
+    return sorted(name for name in app.tasks if not name.startswith("celery."))
+
+
+def task_outcomes_refresh(*, names: list[str], now: float) -> TaskOutcomesReport | None:
+    """Read the task outcomes of the last minutes, keep them for snapshots and
+    publish them on ``queues``; None when the database cannot be read."""
+    try:
+        report = task_outcomes(names=names, now=datetime.fromtimestamp(now, UTC))
+    except DatabaseError as exc:
+        log.warning("live.task_outcomes_failed", error=str(exc))
+        return None
+    payload = task_outcomes_payload(report, computed_at=now)
+    shared_redis().set(tasks_key(), json.dumps(payload, cls=DjangoJSONEncoder))
+    publish("queues", payload, key=TASKS_DELTA_KEY)
+    return report
+
+
+def task_outcomes_payload(
+    report: TaskOutcomesReport, *, computed_at: float
+) -> dict[str, Any]:
+    """The report as the dashboard reads it (snapshot and delta alike)."""
+    return {"kind": "task_outcomes", "computed_at": computed_at, **asdict(report)}
 
 
 def _encode(
