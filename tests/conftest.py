@@ -58,6 +58,11 @@ def _test_database_dropped_cleanly(django_db_setup):
 
     if not connection.settings_dict["NAME"].startswith("test_"):
         return  # no test ran against the database: none was made
+    _stop_background_threads()
+    if connection.settings_dict["OPTIONS"].get("pool"):
+        # Else the pool's own thread keeps refilling it after the drop and logs
+        # every failed attempt until the interpreter exits.
+        connection.close_pool()
     try:
         with psycopg.connect(database_url_for_tests(), connect_timeout=5) as conn:
             conn.execute(
@@ -66,6 +71,22 @@ def _test_database_dropped_cleanly(django_db_setup):
             )
     except psycopg.Error as exc:
         warnings.warn(f"could not end other sessions: {exc}", stacklevel=1)
+
+
+def _stop_background_threads() -> None:
+    """This process's flushers write their last counts while the database exists;
+    then nothing is left to log a failing reconnect after the servers stop."""
+    from apps.breakers.agent import stop_default
+    from apps.flags.snapshot import cache
+    from apps.flags.usage import usage
+    from apps.metrics import process
+    from apps.metrics.heartbeat import heartbeat_stop
+
+    usage.stop()
+    cache.stop()
+    process.shutdown()
+    stop_default()
+    heartbeat_stop()
 
 
 @pytest.fixture(autouse=True)

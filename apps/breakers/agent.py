@@ -389,6 +389,12 @@ def default_agent() -> Agent:
     return agent
 
 
+def stop_default() -> None:
+    """Stop this process's agent threads, if it has an agent (shutdown, tests)."""
+    if _default is not None:
+        _default.stop()
+
+
 def _after_fork() -> None:
     if _default is not None:
         _default.forget_threads()

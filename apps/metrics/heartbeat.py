@@ -89,16 +89,20 @@ class Heartbeat:
         self._last_drop_at: float | None = None
         self._client = _client()
         self._failing = False
+        self._stop = threading.Event()
 
     def start(self) -> None:
         threading.Thread(
             target=self._run, name="metrics-heartbeat", daemon=True
         ).start()
 
+    def stop(self) -> None:
+        self._stop.set()
+
     def _run(self) -> None:
-        while True:
+        self.publish()
+        while not self._stop.wait(INTERVAL):
             self.publish()
-            time.sleep(INTERVAL)
 
     def report(self) -> ProcessReport:
         stats = self.stats()
@@ -164,6 +168,12 @@ def heartbeat_start(*, role: str) -> Heartbeat:
             _heartbeat = Heartbeat(role=role)
             _heartbeat.start()
         return _heartbeat
+
+
+def heartbeat_stop() -> None:
+    """Stop this process's heartbeat thread, if it runs (tests)."""
+    if _heartbeat is not None:
+        _heartbeat.stop()
 
 
 def on_request_started(**_: Any) -> None:
