@@ -7,8 +7,9 @@ evaluation of an existing flag is counted in-process (``apps.flags.usage``).
 from collections.abc import Mapping
 from typing import Any
 
+from apps.flags import snapshot as _snapshots
 from apps.flags.engine import ErrorCode, Evaluation, Reason
-from apps.flags.snapshot import current
+from apps.flags.engine.model import not_found
 from apps.flags.usage import counts as _counts
 
 __all__ = [
@@ -22,23 +23,42 @@ __all__ = [
 ]
 
 _EMPTY: Mapping[str, Any] = {}
-_NOT_FOUND = ErrorCode.FLAG_NOT_FOUND
+
+# evaluate() and is_enabled() are the hot path (benchmarks/flags_eval.py): one dict
+# lookup finds the flag's compiled runner, one dict update counts it. Unknown keys
+# are not counted: callers must not grow the table at will.
 
 
 def evaluate(key: str, ctx: Mapping[str, Any] | None = None) -> Evaluation:
     """The full answer for ``key``: value, variant, reason, error code."""
-    result = current().evaluate(key, _EMPTY if ctx is None else ctx)
-    # Unknown keys are not counted: callers must not grow the table at will.
-    if result.error_code is not _NOT_FOUND:
-        _counts[key] = _counts.get(key, 0) + 1
-    return result
+    snapshot = _snapshots.cache.snapshot
+    if snapshot is None:
+        snapshot = _snapshots.current()
+    run = snapshot.runners.get(key)
+    if run is None:
+        return not_found(key)
+    try:
+        _counts[key] += 1
+    except KeyError:
+        _counts[key] = 1
+    return run(_EMPTY if ctx is None else ctx)
 
 
 def is_enabled(
     key: str, ctx: Mapping[str, Any] | None = None, *, default: bool = False
 ) -> bool:
     """A boolean flag's value; ``default`` when it is missing, broken or not boolean."""
-    value = evaluate(key, ctx).value
+    snapshot = _snapshots.cache.snapshot
+    if snapshot is None:
+        snapshot = _snapshots.current()
+    run = snapshot.runners.get(key)
+    if run is None:
+        return default
+    try:
+        _counts[key] += 1
+    except KeyError:
+        _counts[key] = 1
+    value = run(_EMPTY if ctx is None else ctx).value
     return value if value is True or value is False else default
 
 

@@ -89,7 +89,8 @@ class SnapshotCache:
     ) -> None:
         self._redis_url = redis_url
         self.poll_seconds = poll_seconds
-        self._snapshot: Snapshot | None = None
+        # None until the first load; read it (the hot path does), never assign it.
+        self.snapshot: Snapshot | None = None
         self._built_at = 0.0
         self._degraded = ""
         self._start_lock = threading.Lock()
@@ -100,12 +101,12 @@ class SnapshotCache:
     def current(self) -> Snapshot:
         """The snapshot to evaluate against; the first call loads it and starts the
         threads (this one's and the usage flusher)."""
-        snapshot = self._snapshot
+        snapshot = self.snapshot
         return snapshot if snapshot is not None else self._start()
 
     def _start(self) -> Snapshot:
         with self._start_lock:
-            if self._snapshot is None:
+            if self.snapshot is None:
                 self._first_load()
             if self._thread is None:
                 self._stop.clear()
@@ -114,8 +115,8 @@ class SnapshotCache:
                 )
                 self._thread.start()
                 usage.start()
-        assert self._snapshot is not None  # noqa: S101 - reload() set it
-        return self._snapshot
+        assert self.snapshot is not None  # noqa: S101 - reload() set it
+        return self.snapshot
 
     def _first_load(self) -> None:
         try:
@@ -138,7 +139,7 @@ class SnapshotCache:
         """Rebuild from PostgreSQL now (builds are serialised: the last one is newest)."""
         with self._build_lock:
             snapshot = build_snapshot()
-            self._snapshot, self._built_at = snapshot, time.time()
+            self.snapshot, self._built_at = snapshot, time.time()
         log.info(
             "flags.snapshot_built", version=snapshot.version, flags=len(snapshot.flags)
         )
@@ -148,17 +149,17 @@ class SnapshotCache:
         """Rebuild when PostgreSQL's fingerprint differs from the snapshot's."""
         from apps.flags.selectors import flags_state_version
 
-        current = self._snapshot
+        current = self.snapshot
         if current is None or flags_state_version() != current.version:
             self.reload()
 
     @property
     def loaded(self) -> bool:
-        return self._snapshot is not None
+        return self.snapshot is not None
 
     def health(self) -> SnapshotHealth:
         """Whether changes reach this process through Redis or only by polling."""
-        snapshot = self._snapshot
+        snapshot = self.snapshot
         return SnapshotHealth(
             loaded=snapshot is not None,
             degraded=bool(self._degraded),
@@ -177,7 +178,7 @@ class SnapshotCache:
     def forget_thread(self) -> None:
         """In a forked child (Celery prefork): the parent's thread did not come along,
         so the child's first evaluation loads afresh and starts its own."""
-        self._snapshot = None
+        self.snapshot = None
         self._thread = None
         self._start_lock = threading.Lock()
         self._build_lock = threading.Lock()

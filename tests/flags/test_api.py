@@ -354,7 +354,7 @@ def test_flags_evaluate__rule_matches__targeting_match(client, reader, monkeypat
         default_variant="off",
         rules=[rule(cond("plan", "in", ["pro"]))],
     )
-    monkeypatch.setattr(snapshot_module.cache, "_snapshot", build_snapshot())
+    monkeypatch.setattr(snapshot_module.cache, "snapshot", build_snapshot())
 
     response = client.post(
         "/api/v1/flags/beta/evaluate",
@@ -374,7 +374,7 @@ def test_flags_evaluate__rule_matches__targeting_match(client, reader, monkeypat
 
 
 def test_flags_evaluate__unknown_flag__flag_not_found_code(client, reader, monkeypatch):
-    monkeypatch.setattr(snapshot_module.cache, "_snapshot", build_snapshot())
+    monkeypatch.setattr(snapshot_module.cache, "snapshot", build_snapshot())
 
     response = client.post(
         "/api/v1/flags/ghost/evaluate",

@@ -95,9 +95,59 @@ def test_evaluate__rollout_without_stickiness_value__targeting_key_missing():
     assert result.error_code is ErrorCode.TARGETING_KEY_MISSING
 
 
+def test_evaluate__rollout_without_stickiness_value_then_later_rule__later_rule():
+    spec = boolean_spec(
+        "f",
+        default_variant="off",
+        rules=[rule(rollout=30), rule(cond("plan", "equals", "pro"))],
+    )
+
+    result = snapshot_of(spec).evaluate("f", {"plan": "pro"})
+
+    assert (result.value, result.reason) == (True, Reason.TARGETING_MATCH)
+
+
+def test_evaluate__rollout_rule_conditions_fail__gate_not_consulted_default():
+    spec = boolean_spec(
+        "f",
+        default_variant="off",
+        rules=[rule(cond("plan", "equals", "pro"), rollout=30)],
+    )
+
+    result = snapshot_of(spec).evaluate("f", {"plan": "free"})
+
+    assert (result.reason, result.error_code) == (Reason.DEFAULT, None)
+
+
+def test_evaluate__unconditional_rule_first__later_rules_never_reached():
+    spec = boolean_spec(
+        "f",
+        variants={"on": True, "off": False},
+        default_variant="on",
+        rules=[
+            {"conditions": [], "serve": {"variant": "off"}},
+            rule(cond("plan", "equals", "pro")),
+        ],
+    )
+
+    result = snapshot_of(spec).evaluate("f", {"plan": "pro"})
+
+    assert (result.value, result.reason) == (False, Reason.TARGETING_MATCH)
+
+
+def test_evaluate__rules_of_one_shape__each_flag_serves_its_own():
+    a = boolean_spec("a", default_variant="off", rules=[rule(cond("p", "equals", "x"))])
+    b = boolean_spec("b", default_variant="off", rules=[rule(cond("p", "equals", "y"))])
+    snap = snapshot_of(a, b)
+
+    assert snap.evaluate("a", {"p": "x"}).value is True
+    assert snap.evaluate("b", {"p": "x"}).value is False
+    assert snap.evaluate("b", {"p": "y"}).key == "b"
+
+
 def test_get_value__default_of_other_type__type_mismatch_serves_default(monkeypatch):
     monkeypatch.setattr(
-        snapshot_module.cache, "_snapshot", snapshot_of(boolean_spec("f"))
+        snapshot_module.cache, "snapshot", snapshot_of(boolean_spec("f"))
     )
 
     result = flags.resolve("f", "text")
@@ -155,6 +205,19 @@ NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
         (cond("t", "before", "2026-12-01T00:00:00Z"), {"t": NOW}, True),
         (cond("t", "after", "2026-12-01T00:00:00Z"), {"t": NOW.isoformat()}, False),
         (cond("a", "equals", "x"), {}, False),
+        (cond("a", "equals", "true"), {"a": True}, True),
+        (cond("a", "equals", "X", case_insensitive=True), {"a": "x"}, True),
+        (cond("a", "not_equals", "X", case_insensitive=True), {"a": "x"}, False),
+        (cond("a", "in", ["5"]), {"a": 5}, True),
+        (cond("a", "in", ["X"], case_insensitive=True), {"a": "x"}, True),
+        (cond("a", "not_in", ["x"]), {}, True),
+        (cond("a", "not_in", ["x"]), {"a": "x"}, False),
+        (cond("a", "contains", ["ELL"], case_insensitive=True), {"a": "HeLLo"}, True),
+        (cond("a", "contains", ["x"]), {}, False),
+        (cond("a", "starts_with", ["1"]), {"a": 12}, True),
+        (cond("a", "starts_with", ["x", "h"]), {"a": "hello"}, True),
+        (cond("a", "ends_with", ["lo"]), {}, False),
+        (cond("a", "ends_with", ["lo"], negate=True), {}, True),
     ],
 )
 def test_condition__operator__expected(condition, ctx, expected):

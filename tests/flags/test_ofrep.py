@@ -69,7 +69,7 @@ def flags(monkeypatch):
     )
     _create("rollout", default_variant="off", rules=[rule(rollout=50)])
     _create("gone", enabled=False, archived=True)
-    monkeypatch.setattr(snapshot_module.cache, "_snapshot", build_snapshot())
+    monkeypatch.setattr(snapshot_module.cache, "snapshot", build_snapshot())
 
 
 @pytest.fixture
@@ -232,7 +232,7 @@ def test_ofrep_bulk__flags_changed__200_new_etag(client, flags, auth, monkeypatc
     body = {"context": {"targetingKey": "user-1"}}
     etag = _post(client, URL, body, auth).headers["ETag"]
     _create("brand-new")
-    monkeypatch.setattr(snapshot_module.cache, "_snapshot", build_snapshot())
+    monkeypatch.setattr(snapshot_module.cache, "snapshot", build_snapshot())
 
     response = _post(client, URL, body, {**auth, "If-None-Match": etag})
 

@@ -16,7 +16,7 @@ def client(monkeypatch):
         ),
         boolean_spec("n", type="number", variants={"on": 3.0, "off": 0.5}),
     )
-    monkeypatch.setattr(snapshot_module.cache, "_snapshot", snapshot_of(*specs))
+    monkeypatch.setattr(snapshot_module.cache, "snapshot", snapshot_of(*specs))
     api.set_provider(OpsConsoleProvider())
     yield api.get_client()
     api.clear_providers()

@@ -34,7 +34,7 @@ def _live_flag(monkeypatch, **overrides) -> str:
         reason="",
         source=AuditEvent.Source.SYSTEM,
     )
-    monkeypatch.setattr(snapshot_module.cache, "_snapshot", build_snapshot())
+    monkeypatch.setattr(snapshot_module.cache, "snapshot", build_snapshot())
     return key
 
 

@@ -4,6 +4,9 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+import mmh3
+
+from apps.flags.engine.bucketing import pick_weighted
 from apps.flags.engine.conditions import (
     ConditionError,
     Context,
@@ -11,12 +14,20 @@ from apps.flags.engine.conditions import (
     compile_condition,
 )
 from apps.flags.engine.model import (
+    MAX_REQUIREMENT_DEPTH,
+    MISSING,
     CompiledFlag,
     CompiledRule,
+    ErrorCode,
     Evaluation,
+    Gate,
     Reason,
+    Runner,
     Snapshot,
+    constant,
+    is_on,
 )
+from apps.flags.engine.runners import rules_runner
 
 DEFAULT_STICKINESS = "targetingKey"
 
@@ -45,15 +56,20 @@ def compile_snapshot(
             )
         except RuleError:
             compiled_segments[segment["key"]] = _never
-    table = {}
+    # Requirements are looked up here when evaluated, so their order does not matter.
+    table: dict[str, CompiledFlag] = {}
     for spec in flags:
         if spec.get("archived"):
             continue
         try:
-            table[spec["key"]] = compile_flag(spec, compiled_segments)
+            table[spec["key"]] = compile_flag(spec, compiled_segments, table)
         except (RuleError, KeyError, TypeError, ValueError) as exc:
             table[spec["key"]] = CompiledFlag.broken(spec["key"], str(exc))
-    return Snapshot(version=version, flags=MappingProxyType(table))
+    return Snapshot(
+        version=version,
+        flags=MappingProxyType(table),
+        runners={key: flag.run for key, flag in table.items()},
+    )
 
 
 def _never(ctx: Context) -> bool:
@@ -61,61 +77,98 @@ def _never(ctx: Context) -> bool:
 
 
 def compile_flag(
-    spec: Mapping[str, Any], segments: Mapping[str, Predicate]
+    spec: Mapping[str, Any],
+    segments: Mapping[str, Predicate],
+    flags: Mapping[str, CompiledFlag],
 ) -> CompiledFlag:
-    """Compile one flag; raises RuleError naming the first wrong field."""
+    """Compile one flag (its requirements resolve in ``flags`` when evaluated);
+    raises RuleError naming the first wrong field."""
     variants = dict(spec["variants"])
     for field in ("default_variant", "off_variant"):
         if spec[field] not in variants:
             raise RuleError(field, f"{spec[field]!r} is not one of the variants")
+    key = spec["key"]
     rules = tuple(
-        compile_rule(rule, segments, variants, key=spec["key"], path=f"rules.{i}")
+        compile_rule(rule, segments, variants, key=key, path=f"rules.{i}")
         for i, rule in enumerate(spec.get("rules") or [])
     )
     requires = tuple(
         (req["flag"], frozenset(req.get("variants") or ()))
         for req in spec.get("requires") or []
     )
-    key = spec["key"]
-
-    def answer(variant: str, reason: Reason) -> Evaluation:
-        return Evaluation(key, variants[variant], variant, reason)
-
+    enabled = bool(spec["enabled"])
+    off = Evaluation(
+        key, variants[spec["off_variant"]], spec["off_variant"], Reason.DISABLED
+    )
+    if not enabled:
+        run = constant(off)
+    elif rules:
+        default = spec["default_variant"]
+        run = rules_runner(
+            rules,
+            default=Evaluation(key, variants[default], default, Reason.DEFAULT),
+            key_missing=Evaluation(
+                key,
+                None,
+                None,
+                Reason.ERROR,
+                ErrorCode.TARGETING_KEY_MISSING,
+                "a rollout matched but its stickiness attribute is missing",
+            ),
+        )
+    else:
+        run = constant(
+            Evaluation(
+                key,
+                variants[spec["default_variant"]],
+                spec["default_variant"],
+                Reason.STATIC,
+            )
+        )
+    if enabled and requires:
+        run = _requiring(run, requires, flags, off)
     return CompiledFlag(
         key=key,
         type=spec["type"],
-        enabled=bool(spec["enabled"]),
+        enabled=enabled,
         variants=MappingProxyType(variants),
         default_variant=spec["default_variant"],
         off_variant=spec["off_variant"],
         rules=rules,
         requires=requires,
-        off_result=answer(spec["off_variant"], Reason.DISABLED),
-        static_result=answer(spec["default_variant"], Reason.STATIC),
-        default_result=answer(spec["default_variant"], Reason.DEFAULT),
-        split_results=MappingProxyType(
-            {name: answer(name, Reason.SPLIT) for name in variants}
-        ),
+        run=run,
     )
+
+
+def _requiring(
+    run: Runner,
+    requires: tuple[tuple[str, frozenset[str]], ...],
+    flags: Mapping[str, CompiledFlag],
+    off: Evaluation,
+) -> Runner:
+    """``run`` behind the flag's requirements: ``off`` unless each required flag is
+    on (or serves one of the listed variants)."""
+
+    def requiring(ctx: Context, depth: int = 0) -> Evaluation:
+        if depth >= MAX_REQUIREMENT_DEPTH:
+            return off
+        for required, variants in requires:
+            if not is_on(flags.get(required), ctx, variants, depth + 1):
+                return off
+        return run(ctx, depth)
+
+    return requiring
 
 
 def compile_conditions(
     conditions: list[Mapping[str, Any]], segments: Mapping[str, Predicate], *, path: str
 ) -> Predicate:
     """All conditions must hold; one closure for the whole list."""
-    if not isinstance(conditions, list):
-        raise RuleError(path, "must be a list of conditions")
-    predicates = []
-    for i, condition in enumerate(conditions):
-        try:
-            predicates.append(compile_condition(condition, segments))
-        except ConditionError as exc:
-            raise RuleError(f"{path}.{i}.{exc.field}", exc.message) from exc
-    if not predicates:
+    chain = compile_condition_list(conditions, segments, path=path)
+    if not chain:
         return _always
-    if len(predicates) == 1:
-        return predicates[0]
-    chain = tuple(predicates)
+    if len(chain) == 1:
+        return chain[0]
 
     def all_hold(ctx: Context) -> bool:
         # A plain loop: all() over a generator costs ~0.3 µs more per call.
@@ -125,6 +178,21 @@ def compile_conditions(
         return True
 
     return all_hold
+
+
+def compile_condition_list(
+    conditions: list[Mapping[str, Any]], segments: Mapping[str, Predicate], *, path: str
+) -> tuple[Predicate, ...]:
+    """One predicate per condition; raises RuleError naming the wrong one."""
+    if not isinstance(conditions, list):
+        raise RuleError(path, "must be a list of conditions")
+    predicates = []
+    for i, condition in enumerate(conditions):
+        try:
+            predicates.append(compile_condition(condition, segments))
+        except ConditionError as exc:
+            raise RuleError(f"{path}.{i}.{exc.field}", exc.message) from exc
+    return tuple(predicates)
 
 
 def _always(ctx: Context) -> bool:
@@ -140,7 +208,7 @@ def compile_rule(
     path: str,
 ) -> CompiledRule:
     """One targeting rule: conditions, an optional rollout gate, a variant or a split."""
-    match = compile_conditions(
+    conditions = compile_condition_list(
         rule.get("conditions") or [], segments, path=f"{path}.conditions"
     )
     rollout = rule.get("rollout", 100)
@@ -159,20 +227,66 @@ def compile_rule(
         variant = serve["variant"]
         if variant not in variants:
             raise RuleError(f"{path}.serve.variant", f"unknown variant {variant!r}")
+    hit = Evaluation(key, variants[variant], variant, Reason.TARGETING_MATCH)
+    # A rollout or a split hashes the stickiness attribute; others just serve ``hit``.
+    if "rollout" not in rule and len(split) < 2:
+        return CompiledRule(conditions=conditions, gate=None, hit=hit)
     stickiness = rule.get("stickiness") or DEFAULT_STICKINESS
-    sticky = "rollout" in rule or len(split) > 1
-    return CompiledRule(
-        match=match,
+    gate = _gate(
         rollout=int(rollout),
         stickiness=stickiness,
         group_id=rule.get("group_id") or key,
-        variant=variant,
         split=split,
-        total=split[-1][1] if split else 0,
-        sticky=sticky,
+        answers={
+            name: Evaluation(key, value, name, Reason.SPLIT)
+            for name, value in variants.items()
+        },
+        variant=variant,
+        # A 100% single-variant rollout on targetingKey serves without one
+        # (Unleash's "default" strategy).
         lenient=stickiness == DEFAULT_STICKINESS and rollout >= 100 and len(split) < 2,
-        hit=Evaluation(key, variants[variant], variant, Reason.TARGETING_MATCH),
     )
+    return CompiledRule(conditions=conditions, gate=gate, hit=hit)
+
+
+def _gate(
+    *,
+    rollout: int,
+    stickiness: str,
+    group_id: str,
+    split: tuple[tuple[str, int], ...],
+    answers: Mapping[str, Evaluation],
+    variant: str,
+    lenient: bool,
+) -> Gate:
+    """Unleash's flexibleRollout (bucket 1..100 of ``"<groupId>:<value>"`` at most
+    ``rollout``), then its variant pick for a split; see ``bucketing``."""
+    if rollout <= 0:
+        return _outside
+    single = answers[variant]
+    without_value = single if lenient else MISSING
+    partial = rollout < 100
+    multi = len(split) > 1
+    prefix = f"{group_id}:"
+    murmur3 = mmh3.hash
+
+    def gate(ctx: Context) -> Evaluation | None:
+        raw = ctx.get(stickiness)
+        if raw is None:
+            return without_value
+        value = raw if raw.__class__ is str or isinstance(raw, str) else str(raw)
+        # bucketing.normalized_hash, inlined: unsigned murmur3, seed 0, 1..100.
+        if partial and murmur3(prefix + value, 0, False) % 100 + 1 > rollout:
+            return None
+        if multi:
+            return answers[pick_weighted(value, group_id, split, split[-1][1])]
+        return single
+
+    return gate
+
+
+def _outside(ctx: Context) -> None:
+    return None
 
 
 def _cumulative(

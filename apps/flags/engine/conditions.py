@@ -43,6 +43,8 @@ OPERATORS = frozenset(
     | DATE_OPERATORS.keys()
     | {SEGMENT_OPERATOR}
 )
+# Operators on the attribute's text, compiled by ``_text_check`` (the hot path).
+TEXT_TESTS = frozenset(LIST_OPERATORS | {"equals", "not_equals"})
 
 
 class ConditionError(ValueError):
@@ -69,14 +71,73 @@ def compile_condition(
     attribute = condition.get("attribute")
     if not isinstance(attribute, str) or not attribute:
         raise ConditionError("attribute", "name the context attribute to test")
+    if operator in TEXT_TESTS:
+        return _negated(_text_check(operator, condition, attribute), condition)
     test = _compile_test(operator, condition)
-    missing = operator in ("not_equals", "not_in")
 
     def check(ctx: Context) -> bool:
         value = ctx.get(attribute)
-        return missing if value is None else test(value)
+        return False if value is None else test(value)
 
     return _negated(check, condition)
+
+
+def _text_check(
+    operator: str, condition: Mapping[str, Any], attribute: str
+) -> Predicate:
+    """One closure per operator with the test written inline (a call per test
+    would cost more than the test)."""
+    fold = bool(condition.get("case_insensitive"))
+    # not_equals and not_in hold for a missing attribute and negate the test.
+    expect = operator not in ("not_equals", "not_in")
+    missing = not expect
+
+    if operator in ("equals", "not_equals"):
+        expected = _text(_single(condition), fold)
+
+        def equals(ctx: Context) -> bool:
+            value = ctx.get(attribute)
+            if value is None:
+                return missing
+            if fold or value.__class__ is not str:
+                value = _text(value, fold)
+            return (value == expected) is expect
+
+        return equals
+    values = _values(condition, fold)
+    if operator in ("in", "not_in"):
+        members = frozenset(values)
+
+        def member(ctx: Context) -> bool:
+            value = ctx.get(attribute)
+            if value is None:
+                return missing
+            if fold or value.__class__ is not str:
+                value = _text(value, fold)
+            return (value in members) is expect
+
+        return member
+    if operator == "contains":
+
+        def contains(ctx: Context) -> bool:
+            value = ctx.get(attribute)
+            if value is None:
+                return False
+            text = _text(value, fold)
+            return any(v in text for v in values)
+
+        return contains
+    head = operator == "starts_with"
+
+    def affix(ctx: Context) -> bool:
+        value = ctx.get(attribute)
+        if value is None:
+            return False
+        if fold or value.__class__ is not str:
+            value = _text(value, fold)
+        return value.startswith(values) if head else value.endswith(values)
+
+    return affix
 
 
 def _negated(predicate: Predicate, condition: Mapping[str, Any]) -> Predicate:
@@ -86,21 +147,13 @@ def _negated(predicate: Predicate, condition: Mapping[str, Any]) -> Predicate:
 
 
 def _compile_test(operator: str, condition: Mapping[str, Any]) -> Callable[[Any], bool]:
-    fold = bool(condition.get("case_insensitive"))
-    if operator in LIST_OPERATORS:
-        return _list_test(operator, _values(condition, fold), fold)
     if operator in NUMBER_OPERATORS:
         return _number_test(NUMBER_OPERATORS[operator], condition.get("value"))
     if operator in SEMVER_OPERATORS:
         return _semver_test(SEMVER_OPERATORS[operator], condition.get("value"))
     if operator in DATE_OPERATORS:
         return _date_test(DATE_OPERATORS[operator], condition.get("value"))
-    if operator == "matches":
-        return _regex_test(condition.get("value"), fold)
-    expected = _text(_single(condition), fold)
-    if operator == "equals":
-        return lambda value: _text(value, fold) == expected
-    return lambda value: _text(value, fold) != expected
+    return _regex_test(condition.get("value"), bool(condition.get("case_insensitive")))
 
 
 def _text(value: Any, fold: bool = False) -> str:
@@ -125,20 +178,6 @@ def _values(condition: Mapping[str, Any], fold: bool) -> tuple[str, ...]:
     if any(v is None or isinstance(v, list | dict) for v in values):
         raise ConditionError("values", "values must be strings or numbers")
     return tuple(_text(v, fold) for v in values)
-
-
-def _list_test(
-    operator: str, values: tuple[str, ...], fold: bool
-) -> Callable[[Any], bool]:
-    if operator in ("in", "not_in"):
-        members = frozenset(values)
-        inside = operator == "in"
-        return lambda value: (_text(value, fold) in members) is inside
-    if operator == "contains":
-        return lambda value: any(v in _text(value, fold) for v in values)
-    if operator == "starts_with":
-        return lambda value: _text(value, fold).startswith(values)
-    return lambda value: _text(value, fold).endswith(values)
 
 
 def parse_number(value: Any) -> float | None:

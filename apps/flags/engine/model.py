@@ -1,12 +1,11 @@
 """The compiled, immutable snapshot and its evaluation: no database, no Redis."""
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
-from apps.flags.engine.bucketing import normalized_hash, pick_weighted
 from apps.flags.engine.conditions import Context, Predicate
 
 # Requirements chain through other flags; validation forbids cycles, this bounds them.
@@ -43,21 +42,30 @@ class Evaluation:
         return self.reason is Reason.ERROR
 
 
+class Runner(Protocol):
+    """A compiled flag's evaluation: its answer for a context (``depth``: how deep in
+    a chain of requirements the evaluation is)."""
+
+    def __call__(self, ctx: Context, depth: int = 0, /) -> Evaluation: ...
+
+
+# A rollout or split's answer for a context once its conditions hold: an Evaluation,
+# None when the context is outside the rollout, MISSING without a stickiness value.
+Gate = Callable[[Context], "Evaluation | None"]
+
+
+# A gate's answer (compared by identity) when the context lacks the stickiness value.
+MISSING = Evaluation(
+    "", None, None, Reason.ERROR, ErrorCode.TARGETING_KEY_MISSING, "no stickiness value"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledRule:
-    match: Predicate
-    rollout: int
-    stickiness: str
-    group_id: str
-    variant: str
-    split: tuple[tuple[str, int], ...]
-    total: int
-    # A rollout or a split hashes the stickiness attribute; ``lenient`` serves a
-    # 100% single-variant rollout on targetingKey without one (Unleash's "default").
-    sticky: bool
-    lenient: bool
+    conditions: tuple[Predicate, ...]  # all must hold
+    gate: Gate | None  # None: serves ``hit`` whenever the conditions hold
     # Answers are built at compile time: evaluation allocates nothing.
-    hit: "Evaluation"
+    hit: Evaluation
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,99 +78,62 @@ class CompiledFlag:
     off_variant: str
     rules: tuple[CompiledRule, ...]
     requires: tuple[tuple[str, frozenset[str]], ...]
-    off_result: Evaluation
-    static_result: Evaluation
-    default_result: Evaluation
-    split_results: Mapping[str, Evaluation]
+    run: Runner
     error: str = ""
 
     @classmethod
     def broken(cls, key: str, error: str) -> "CompiledFlag":
         none = Evaluation(key, None, None, Reason.ERROR, ErrorCode.PARSE_ERROR, error)
         empty: Mapping[str, Any] = MappingProxyType({})
-        return cls(key, "", False, empty, "", "", (), (), none, none, none, {}, error)
+        return cls(key, "", False, empty, "", "", (), (), constant(none), error)
 
 
-_MISSING = object()
+def constant(result: Evaluation) -> Runner:
+    """A runner that always answers ``result``."""
+
+    def run(ctx: Context, depth: int = 0) -> Evaluation:
+        return result
+
+    return run
 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     version: str
     flags: Mapping[str, CompiledFlag]
+    # key -> CompiledFlag.run, a plain dict: the one lookup on the hot path.
+    runners: Mapping[str, Runner]
 
     def evaluate(self, key: str, ctx: Context, _depth: int = 0) -> Evaluation:
         """Resolve ``key`` for ``ctx``: value, variant, reason and error code."""
-        flag = self.flags.get(key)
-        if flag is None:
-            return Evaluation(
-                key, None, None, Reason.ERROR, ErrorCode.FLAG_NOT_FOUND, "no such flag"
-            )
-        if flag.error:
-            return Evaluation(
-                key, None, None, Reason.ERROR, ErrorCode.PARSE_ERROR, flag.error
-            )
-        if not flag.enabled or (flag.requires and not self._met(flag, ctx, _depth)):
-            return flag.off_result
-        if not flag.rules:
-            return flag.static_result
-        key_missing = False
-        for rule in flag.rules:
-            if not rule.match(ctx):
-                continue
-            if not rule.sticky:
-                return rule.hit
-            served = _sticky_variant(rule, ctx)
-            if served is _MISSING:
-                key_missing = True
-            elif served is not None:
-                return flag.split_results[served]  # type: ignore[index]
-        if key_missing:
-            return Evaluation(
-                key,
-                None,
-                None,
-                Reason.ERROR,
-                ErrorCode.TARGETING_KEY_MISSING,
-                "a rollout matched but its stickiness attribute is missing",
-            )
-        return flag.default_result
+        run = self.runners.get(key)
+        if run is None:
+            return not_found(key)
+        return run(ctx, _depth)
 
     def is_on(
         self, key: str, ctx: Context, variants: frozenset[str] = frozenset()
     ) -> bool:
         """Whether ``key`` serves something other than its off variant (or one of ``variants``)."""
-        return self._is_on(key, ctx, variants, 0)
-
-    def _is_on(
-        self, key: str, ctx: Context, variants: frozenset[str], depth: int
-    ) -> bool:
-        result = self.evaluate(key, ctx, depth)
-        if result.reason is Reason.ERROR or result.reason is Reason.DISABLED:
-            return False
-        if variants:
-            return result.variant in variants
-        return result.variant != self.flags[key].off_variant
-
-    def _met(self, flag: CompiledFlag, ctx: Context, depth: int) -> bool:
-        if depth >= MAX_REQUIREMENT_DEPTH:
-            return False
-        return all(
-            self._is_on(required, ctx, variants, depth + 1)
-            for required, variants in flag.requires
-        )
+        return is_on(self.flags.get(key), ctx, variants, 0)
 
 
-def _sticky_variant(rule: CompiledRule, ctx: Context) -> object:
-    """The variant a rollout/split serves, None when out, _MISSING without a key."""
-    if rule.rollout <= 0:
-        return None
-    raw = ctx.get(rule.stickiness)
-    if raw is None:
-        return rule.variant if rule.lenient else _MISSING
-    value = raw if isinstance(raw, str) else str(raw)
-    if rule.rollout < 100 and normalized_hash(value, rule.group_id) > rule.rollout:
-        return None
-    if len(rule.split) > 1:
-        return pick_weighted(value, rule.group_id, rule.split, rule.total)
-    return rule.variant
+def not_found(key: str) -> Evaluation:
+    return Evaluation(
+        key, None, None, Reason.ERROR, ErrorCode.FLAG_NOT_FOUND, "no such flag"
+    )
+
+
+def is_on(
+    flag: CompiledFlag | None, ctx: Context, variants: frozenset[str], depth: int
+) -> bool:
+    """Whether ``flag`` (None: missing) serves other than its off variant, or one of
+    ``variants`` when given; errors and DISABLED count as off."""
+    if flag is None:
+        return False
+    result = flag.run(ctx, depth)
+    if result.reason is Reason.ERROR or result.reason is Reason.DISABLED:
+        return False
+    if variants:
+        return result.variant in variants
+    return result.variant != flag.off_variant
