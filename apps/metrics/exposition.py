@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterable, Iterator
 from time import time
 
 import structlog
+from django.conf import settings
+from django.db import DatabaseError, connection
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -19,6 +21,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+from psycopg_pool import PoolTimeout
 
 from apps.breakers.config import State as BreakerState
 from apps.breakers.selectors import breaker_statuses
@@ -214,6 +217,8 @@ def _live_families(reports: list[ProcessReport]) -> Iterator[Metric]:
     yield from (clients, degraded, *counters.values())
 
 
+# The sections that read PostgreSQL; the others read Redis only.
+DATABASE_SECTIONS = frozenset({"components", "checks", "breakers", "flags"})
 SECTIONS: dict[str, Callable[[], Iterable[Metric]]] = {
     "components": components,
     "checks": checks,
@@ -234,16 +239,40 @@ class ConsoleCollector(Collector):
             "1 when the section's source failed during this scrape.",
             labels=["section"],
         )
+        database_answers = _database_answers()
         for section, build in SECTIONS.items():
+            if section in DATABASE_SECTIONS and not database_answers:
+                errors.add_metric([section], 1)
+                continue
             try:
                 families = list(build())
             except Exception as exc:  # noqa: BLE001 - one failed source, not all
                 log.warning("metrics.scrape_failed", section=section, error=repr(exc))
                 errors.add_metric([section], 1)
+                # The next section would wait for the pool's timeout again.
+                database_answers &= not isinstance(exc, DatabaseError)
                 continue
             errors.add_metric([section], 0)
             yield from families
         yield errors
+
+
+def _database_answers() -> bool:
+    """Whether the pool hands out a connection within the probe timeout.
+
+    While PostgreSQL is away each section would wait the pool's full timeout
+    (10 s), making the scrape outlast Prometheus's; this asks once, briefly.
+    """
+    pool = getattr(connection, "pool", None)
+    if pool is None or connection.connection is not None:
+        return True
+    try:
+        pool.open()  # as Django does before its first connection; a no-op after
+        pool.putconn(pool.getconn(timeout=settings.OPSCONSOLE_PROBE_TIMEOUT))
+    except PoolTimeout:
+        log.warning("metrics.scrape_database_away")
+        return False
+    return True
 
 
 _registry = CollectorRegistry(auto_describe=False)
