@@ -33,7 +33,7 @@ FROM metrics_sample WHERE at >= %s AND at < %s GROUP BY 1, 2
 
 def load(samples: int, start: datetime) -> datetime:
     """COPY ``samples`` rows from ``start``; the end of the last minute."""
-    from apps.metrics.buffer import Sample
+    from apps.metrics.buffer import sample_row
     from apps.metrics.db import default_database
     from apps.metrics.storage import SampleWriter
 
@@ -45,7 +45,7 @@ def load(samples: int, start: datetime) -> datetime:
         minute, rest = divmod(n, per_minute)
         at = start + timedelta(minutes=minute, microseconds=rest)
         tags = (("host", f"h{rest % SERIES}"),)
-        batch.append(Sample("bench.rollup", tags, at, rng.lognormvariate(3, 1)))
+        batch.append(sample_row("bench.rollup", tags, at, rng.lognormvariate(3, 1)))
         if len(batch) == 50_000:
             writer.write(batch)
             batch = []

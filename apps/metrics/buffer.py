@@ -1,28 +1,54 @@
 """The bounded in-process buffer ``record()`` appends to and the persister drains.
 
-Lock-free on the hot path: deque append and popleft are atomic in CPython, so a
-signal handler that flushes from the main thread can never deadlock on it. Only
-the drop counter takes a lock (many threads may drop at once).
+A buffered sample is a plain tuple ``(series, at_us, value)``: an interned
+``Series``, microseconds since 2000-01-01 UTC (PostgreSQL's own epoch, so the
+writer sends it as binary timestamptz unchanged) and a float. Lock-free on the
+hot path: deque append and popleft are atomic in CPython, so a signal handler
+that flushes from the main thread can never deadlock on it. Only the drop
+counter takes a lock (many threads may drop at once).
 """
 
 import threading
 from collections import deque
-from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
+
+from apps.metrics.series import Series, Tags, series_of
+
+Row = tuple[Series, int, float]
+PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+PG_EPOCH_DATE = PG_EPOCH.date()
+# Unix time_ns() // 1000 minus this is microseconds since PG_EPOCH.
+PG_EPOCH_UNIX_US = 946_684_800_000_000
+MINUTE_US = 60_000_000
+DAY_US = 86_400_000_000
+_ONE_US = timedelta(microseconds=1)
 
 
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """One measurement; ``tags`` is a tuple of sorted (key, value) pairs."""
+def at_us(at: datetime) -> int:
+    """An aware datetime as microseconds since PG_EPOCH."""
+    return (at - PG_EPOCH) // _ONE_US
 
-    name: str
-    tags: tuple[tuple[str, str], ...]
-    at: datetime
-    value: float
+
+def us_at(us: int) -> datetime:
+    """Microseconds since PG_EPOCH as an aware UTC datetime."""
+    return PG_EPOCH + timedelta(microseconds=us)
+
+
+def us_day(day: int) -> date:
+    """Day number ``us // DAY_US`` as a date."""
+    return PG_EPOCH_DATE + timedelta(days=day)
+
+
+def sample_row(name: str, tags: Tags, at: datetime, value: float) -> Row:
+    """A buffer row from already validated parts (``tags`` sorted)."""
+    return (series_of(name, tags), at_us(at), float(value))
 
 
 class Buffer:
-    """Samples waiting for the persister; refuses (and counts) past ``bound``."""
+    """Samples waiting for the persister; refuses (and counts) past ``bound``.
+
+    ``record()`` appends to ``rows`` itself (the same checks as ``append``,
+    inlined to save a call per sample)."""
 
     def __init__(self, *, bound: int, flush_at: int) -> None:
         self.bound = bound
@@ -30,35 +56,37 @@ class Buffer:
         self.wake = threading.Event()
         self.recorded = 0
         self.dropped = 0
-        self._samples: deque[Sample] = deque()
+        self.rows: deque[Row] = deque()
         self._drop_lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._samples)
+        return len(self.rows)
 
-    def append(self, sample: Sample) -> bool:
-        """Queue ``sample``; False (and counted) when the buffer is full."""
-        if len(self._samples) >= self.bound:
-            with self._drop_lock:
-                self.dropped += 1
+    def append(self, row: Row) -> bool:
+        """Queue ``row``; False (and counted) when the buffer is full."""
+        rows = self.rows
+        if len(rows) >= self.bound:
+            self.refuse()
             return False
-        self._samples.append(sample)
+        rows.append(row)
         self.recorded += 1  # a statistic: a rare lost increment is harmless
-        if len(self._samples) >= self.flush_at:
+        if len(rows) >= self.flush_at and not self.wake.is_set():
             self.wake.set()
         return True
 
-    def take(self, limit: int) -> list[Sample]:
-        """Up to ``limit`` of the oldest samples, removed from the buffer."""
-        taken: list[Sample] = []
-        popleft = self._samples.popleft
-        try:
-            for _ in range(limit):
-                taken.append(popleft())
-        except IndexError:
-            pass
-        return taken
+    def refuse(self) -> None:
+        """Count one sample refused because the buffer is full."""
+        with self._drop_lock:
+            self.dropped += 1
 
-    def put_back(self, samples: list[Sample]) -> None:
-        """Return samples a failed flush took, oldest first, ahead of newer ones."""
-        self._samples.extendleft(reversed(samples))
+    def take(self, limit: int) -> list[Row]:
+        """Up to ``limit`` of the oldest rows, removed from the buffer.
+
+        For one consumer at a time (the persister's cycle lock): producers only
+        add, so the length read first is there to take."""
+        popleft = self.rows.popleft
+        return [popleft() for _ in range(min(limit, len(self.rows)))]
+
+    def put_back(self, rows: list[Row]) -> None:
+        """Return rows a failed flush took, oldest first, ahead of newer ones."""
+        self.rows.extendleft(reversed(rows))

@@ -26,8 +26,8 @@ from tenacity import (
 )
 
 from apps.metrics import spill as spill_files
-from apps.metrics.buffer import Buffer, Sample
-from apps.metrics.db import Database, default_database
+from apps.metrics.buffer import Buffer, Row
+from apps.metrics.db import Database, direct_database
 from apps.metrics.spill import Spill
 from apps.metrics.storage import SampleWriter
 
@@ -63,7 +63,7 @@ class Persister:
         spill_max_bytes: int,
         interval: float,
         batch: int,
-        database: Database = default_database,
+        database: Database = direct_database,
     ) -> None:
         self.buffer = buffer
         self.spill = Spill(directory=spill_dir, max_bytes=spill_max_bytes)
@@ -136,7 +136,7 @@ class Persister:
             log.info("metrics.database_back", away_seconds=self._away_seconds())
         self._away_since = None
 
-    def _write(self, samples: list[Sample]) -> None:
+    def _write(self, samples: list[Row]) -> None:
         try:
             self._retrying(self.writer.write, samples)
         except BaseException:

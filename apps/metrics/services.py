@@ -1,21 +1,17 @@
 """Every write of the metrics app: recording samples, rollups, retention."""
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from django.conf import settings
-from django.utils import timezone
 
 from apps.core.exceptions import DependencyUnavailable, ValidationFailed
 from apps.metrics import process
-from apps.metrics.buffer import Sample
 from apps.metrics.models import Resolution, Rollup
 from apps.metrics.partitions import partitions_create, partitions_drop_before
+from apps.metrics.recording import checked_row
 from apps.metrics.rollups import rollup_due
-from apps.metrics.series import SeriesKey, tags_tuple
-from apps.metrics.validation import sample_problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,37 +24,14 @@ class SampleInput:
     at: datetime | None = None
 
 
-# Series (name + tags) that passed validation once: record() skips the regexes
-# for them. Bounded by clearing; add and clear are atomic under the GIL.
-_valid_series: set[SeriesKey] = set()
-VALID_SERIES_MAX = 10_000
-
-
-def sample_record(
-    *, name: str, value: float, tags: Mapping[str, str] | None, at: datetime | None
-) -> bool:
-    """Validate and queue one sample; False when the full buffer refused it."""
-    key, value = (name, tags_tuple(tags)), float(value)
-    if at is None and key in _valid_series and math.isfinite(value):
-        sample = Sample(name, key[1], datetime.now(UTC), value)  # now: always valid
-    else:
-        sample, problems = _checked(SampleInput(name, value, tags, at))
-        if problems:
-            raise ValidationFailed(problems)
-        if len(_valid_series) >= VALID_SERIES_MAX:
-            _valid_series.clear()
-        _valid_series.add(key)
-    return process.buffer().append(sample)
-
-
 def samples_ingest(*, samples: Sequence[SampleInput]) -> int:
     """Queue a whole batch or none of it: ValidationFailed names each bad field
     (``samples.<i>.<field>``); DependencyUnavailable when the buffer lacks room."""
     checked, fields = [], {}
     for index, given in enumerate(samples):
-        sample, problems = _checked(given)
+        row, problems = checked_row(given.name, given.value, given.tags, given.at)
         fields.update({f"samples.{index}.{k}": v for k, v in problems.items()})
-        checked.append(sample)
+        checked.append(row)
     if fields:
         raise ValidationFailed(fields)
     buffer = process.buffer()
@@ -67,16 +40,7 @@ def samples_ingest(*, samples: Sequence[SampleInput]) -> int:
             "The metrics buffer is full (the database is away?); retry later.",
             code="metrics_buffer_full",
         )
-    return sum(buffer.append(sample) for sample in checked)
-
-
-def _checked(given: SampleInput) -> tuple[Sample, dict[str, list[str]]]:
-    at = timezone.now() if given.at is None else given.at
-    tags = {str(k): str(v) for k, v in (given.tags or {}).items()}
-    value = float(given.value)
-    problems = sample_problems(given.name, value, tags, at)
-    utc = at.astimezone(UTC) if at.tzinfo is not None else at
-    return Sample(given.name, tags_tuple(tags), utc, value), problems
+    return sum(buffer.append(row) for row in checked)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import psutil
 
-from apps.metrics.buffer import Sample
+from apps.metrics.buffer import Row, at_us
+from apps.metrics.series import series_of
 
 _claims = count()
 
@@ -42,13 +43,13 @@ class Spill:
         except FileNotFoundError:
             return 0
 
-    def write(self, samples: Sequence[Sample]) -> None:
+    def write(self, samples: Sequence[Row]) -> None:
         """Append what fits under ``max_bytes``; count the rest as dropped."""
         self.directory.mkdir(parents=True, exist_ok=True)
         room = self.max_bytes - self.size()
         lines = []
-        for sample in samples:
-            line = _encode(sample)
+        for row in samples:
+            line = _encode(row)
             room -= len(line)
             if room < 0:
                 break
@@ -82,7 +83,7 @@ class Spill:
         )
 
 
-def read(path: Path) -> list[Sample]:
+def read(path: Path) -> list[Row]:
     """The samples of a spill file; a torn last line (a crash mid-write) is skipped."""
     samples = []
     with path.open(encoding="utf-8") as handle:
@@ -94,19 +95,22 @@ def read(path: Path) -> list[Sample]:
     return samples
 
 
-def _encode(sample: Sample) -> str:
-    row = [sample.name, sample.tags, sample.at.isoformat(), sample.value]
-    return json.dumps(row, separators=(",", ":")) + "\n"
+def _encode(row: Row) -> str:
+    series, us, value = row
+    line = [series.name, series.tags, us, value]
+    return json.dumps(line, separators=(",", ":")) + "\n"
 
 
-def _decode(line: str) -> Sample:
+def _decode(line: str) -> Row:
+    # ``at`` is microseconds since 2000-01-01; files of older versions hold ISO text.
     name, tags, at, value = json.loads(line)
-    return Sample(
-        name=name,
-        tags=tuple((str(k), str(v)) for k, v in tags),
-        at=datetime.fromisoformat(at).astimezone(UTC),
-        value=float(value),
+    us = (
+        at_us(datetime.fromisoformat(at).astimezone(UTC)) if isinstance(at, str) else at
     )
+    if not isinstance(us, int):
+        raise TypeError(f"bad time {at!r}")
+    series = series_of(str(name), tuple((str(k), str(v)) for k, v in tags))
+    return (series, us, float(value))
 
 
 def _dead(pid: int | None) -> bool:

@@ -1,21 +1,30 @@
-"""Writing raw samples: series ids, day partitions, one COPY per batch.
+"""Writing raw samples: series ids, day partitions, one binary COPY per batch.
 
 Caches (series ids, partitions known to exist) are filled only after the commit
 that made their rows, so a rolled-back flush never leaves a stale entry.
 """
 
-from collections.abc import Iterable, Sequence
-from datetime import date, datetime
+import struct
+from collections.abc import Sequence
+from datetime import date
+from itertools import repeat
+from operator import floordiv, itemgetter
 from typing import Any
 
 import psycopg
 
-from apps.metrics.buffer import Sample
+from apps.metrics.buffer import DAY_US, MINUTE_US, Row, us_at, us_day
 from apps.metrics.db import Database, raw_connection
 from apps.metrics.partitions import partitions_create
-from apps.metrics.series import SeriesKey, canonical_tags, series_hash
+from apps.metrics.series import Series, canonical_tags, series_hash
 
 COPY_SQL = "COPY metrics_sample (series_id, at, value) FROM STDIN (FORMAT BINARY)"
+# PostgreSQL's binary COPY: signature, flags, header extension length; per row
+# the field count, then each field's length and big-endian value (int8 series id,
+# timestamptz as int8 microseconds since 2000-01-01, float8); -1 ends the data.
+_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_ROW = struct.Struct(">hiqiqid")
+_TRAILER = struct.pack(">h", -1)
 # Every flushed minute becomes due for (re-)rolling; late samples mark it again.
 PENDING_SQL = (
     "INSERT INTO metrics_pendingrollup (resolution, bucket_start) "
@@ -33,32 +42,40 @@ SERIES_SELECT_SQL = (
 
 
 class SampleWriter:
-    """Writes batches of samples with COPY through the connection ``database()``.
+    """Writes batches of buffer rows with COPY through the connection ``database()``.
 
     It drives psycopg directly (its own transaction, ``cursor.copy``) so it works
-    on any Django connection of this thread, named in settings or not.
+    on any Django connection of this thread, named in settings or not. Rows go as
+    binary COPY built by ``struct``: the series id from this writer's cache (by
+    Series identity), the time already in PostgreSQL's microseconds, the value.
     """
 
     def __init__(self, *, database: Database, cache_max: int = 100_000) -> None:
         self.database = database
         self.cache_max = cache_max
-        self._series: dict[SeriesKey, int] = {}
+        self._ids: dict[Series, int] = {}
         self._days: set[date] = set()
 
-    def write(self, samples: Sequence[Sample]) -> None:
-        """Land every sample in one transaction, or raise and land none."""
-        if not samples:
+    def write(self, rows: Sequence[Row]) -> None:
+        """Land every row in one transaction, or raise and land none."""
+        if not rows:
             return
-        self._ensure_partitions({sample.at.date() for sample in samples})
+        minutes = set(map(floordiv, map(itemgetter(1), rows), repeat(MINUTE_US)))
+        self._ensure_partitions({us_day(m * MINUTE_US // DAY_US) for m in minutes})
         connection = raw_connection(self.database())
         with connection.transaction(), connection.cursor() as cursor:
-            ids = self._series_ids(cursor, {(s.name, s.tags) for s in samples})
-            _copy(cursor, ((ids[(s.name, s.tags)], s.at, s.value) for s in samples))
-            minutes = {s.at.replace(second=0, microsecond=0) for s in samples}
-            cursor.execute(PENDING_SQL, [sorted(minutes)])
-        if len(self._series) + len(ids) > self.cache_max:
-            self._series.clear()
-        self._series.update(ids)
+            ids = self._series_ids(cursor, set(map(itemgetter(0), rows)))
+            pack = _ROW.pack
+            body = b"".join([pack(3, 8, ids[s], 8, us, 8, v) for s, us, v in rows])
+            with cursor.copy(COPY_SQL) as copy:
+                copy.write(_HEADER)
+                copy.write(body)
+                copy.write(_TRAILER)
+            starts = sorted(us_at(m * MINUTE_US) for m in minutes)
+            cursor.execute(PENDING_SQL, [starts])
+        if len(self._ids) + len(ids) > self.cache_max:
+            self._ids.clear()
+        self._ids.update(ids)
 
     def _ensure_partitions(self, days: set[date]) -> None:
         missing = days - self._days
@@ -67,34 +84,28 @@ class SampleWriter:
             self._days |= missing
 
     def _series_ids(
-        self, cursor: psycopg.Cursor[Any], keys: set[SeriesKey]
-    ) -> dict[SeriesKey, int]:
-        ids = {key: self._series[key] for key in keys if key in self._series}
-        unknown = sorted(keys - ids.keys())
+        self, cursor: psycopg.Cursor[Any], series: set[Series]
+    ) -> dict[Series, int]:
+        known = self._ids
+        ids = {s: known[s] for s in series if s in known}
+        unknown = series - ids.keys()
         if unknown:
             ids.update(_series_upsert(cursor, unknown))
         return ids
 
 
 def _series_upsert(
-    cursor: psycopg.Cursor[Any], keys: list[SeriesKey]
-) -> dict[SeriesKey, int]:
-    names = [name for name, _ in keys]
-    hashes = [series_hash(tags) for _, tags in keys]
-    tags_json = [canonical_tags(tags) for _, tags in keys]
+    cursor: psycopg.Cursor[Any], series: set[Series]
+) -> dict[Series, int]:
+    ordered = sorted(series, key=lambda s: (s.name, s.tags))  # one lock order
+    names = [s.name for s in ordered]
+    hashes = [series_hash(s.tags) for s in ordered]
+    tags_json = [canonical_tags(s.tags) for s in ordered]
     cursor.execute(SERIES_INSERT_SQL, [names, tags_json, hashes])
     cursor.execute(SERIES_SELECT_SQL, [names, hashes])
-    by_identity = {
-        (name, digest): key
-        for key, name, digest in zip(keys, names, hashes, strict=True)
+    pks = {(name, digest): pk for pk, name, digest in cursor.fetchall()}
+    # Two Series objects may stand for one series (after interning was cleared).
+    return {
+        s: pks[(name, digest)]
+        for s, name, digest in zip(ordered, names, hashes, strict=True)
     }
-    return {by_identity[(name, digest)]: pk for pk, name, digest in cursor.fetchall()}
-
-
-def _copy(
-    cursor: psycopg.Cursor[Any], rows: Iterable[tuple[int, datetime, float]]
-) -> None:
-    with cursor.copy(COPY_SQL) as copy:
-        copy.set_types(["int8", "timestamptz", "float8"])
-        for row in rows:
-            copy.write_row(row)

@@ -9,7 +9,7 @@ from django.db import connection, connections
 from django.db.utils import load_backend
 
 from apps.metrics import process
-from apps.metrics.buffer import Buffer, Sample
+from apps.metrics.buffer import Buffer, sample_row
 from apps.metrics.db import default_database
 from apps.metrics.persister import Persister
 from tests.metrics.proxy import Proxy
@@ -25,12 +25,7 @@ def _spill_dir_of_the_session(tmp_path_factory, django_db_setup):
 
 
 def sample(name: str, value: float, *, at: datetime | None = None, **tags: str):
-    return Sample(
-        name=name,
-        tags=tuple(sorted(tags.items())),
-        at=at or datetime.now(UTC),
-        value=value,
-    )
+    return sample_row(name, tuple(sorted(tags.items())), at or datetime.now(UTC), value)
 
 
 def raw_count(name: str) -> int:

@@ -1,0 +1,88 @@
+"""``record()``: the hot path on the caller's thread.
+
+A series (name + tags exactly as the caller passes them) is validated the first
+time it is seen and remembered, so the next call for it costs a dict lookup, a
+finite-value check, a clock read and a deque append of a plain tuple. Sorting
+tags, database ids and formatting wait for the persister's thread; the writer
+sends binary COPY built with one ``struct`` call per row. A sample with an
+explicit ``at`` is checked in full every time (its time must fit retention).
+"""
+
+from collections.abc import Hashable, Mapping
+from datetime import UTC, datetime
+from time import time_ns
+
+from django.utils import timezone
+
+from apps.core.exceptions import ValidationFailed
+from apps.metrics import process
+from apps.metrics.buffer import PG_EPOCH_UNIX_US, Row, at_us
+from apps.metrics.series import Series, series_of, tags_tuple
+from apps.metrics.validation import sample_problems
+
+KNOWN_MAX = 10_000
+NOT_FINITE = {"value": ["Must be a finite number."]}
+
+# (name, *tag items as given) → its validated Series; name alone without tags.
+# Get and set are atomic under the GIL; bounded by clearing.
+_known: dict[Hashable, Series] = {}
+
+
+def record(
+    name: str,
+    value: float,
+    tags: Mapping[str, str] | None = None,
+    at: datetime | None = None,
+) -> None:
+    """Queue one sample for the persister; never blocks on I/O.
+
+    Raises ValidationFailed for a bad name, tags, value or time; a sample refused
+    because the buffer is full is counted (see /metrics), not raised.
+    """
+    try:
+        series = _known.get((name, *tags.items()) if tags else name)
+    except TypeError:  # an unhashable tag value: the checked path says what
+        series = None
+    if series is None or at is not None:
+        series, at_us_ = _checked_series(name, value, tags, at)
+        if at is None:
+            key = (name, *tags.items()) if tags else name
+            if len(_known) >= KNOWN_MAX:
+                _known.clear()
+            _known[key] = series
+    else:
+        at_us_ = time_ns() // 1000 - PG_EPOCH_UNIX_US
+    value = float(value)
+    if value - value != 0.0:  # inf - inf and nan - nan are nan
+        raise ValidationFailed(NOT_FINITE)
+    buffer = process.buffer()
+    rows = buffer.rows
+    if len(rows) >= buffer.bound:
+        buffer.refuse()
+        return
+    rows.append((series, at_us_, value))
+    buffer.recorded += 1  # a statistic: a rare lost increment is harmless
+    if len(rows) >= buffer.flush_at and not buffer.wake.is_set():
+        buffer.wake.set()
+
+
+def checked_row(
+    name: str, value: float, tags: Mapping[str, str] | None, at: datetime | None
+) -> tuple[Row, dict[str, list[str]]]:
+    """The buffer row for a sample and what is wrong with it (empty when nothing)."""
+    at = timezone.now() if at is None else at
+    str_tags = {str(k): str(v) for k, v in (tags or {}).items()}
+    value = float(value)
+    problems = sample_problems(name, value, str_tags, at)
+    utc = at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    row = (series_of(name, tags_tuple(str_tags)), at_us(utc), value)
+    return row, problems
+
+
+def _checked_series(
+    name: str, value: float, tags: Mapping[str, str] | None, at: datetime | None
+) -> tuple[Series, int]:
+    (series, us, _), problems = checked_row(name, value, tags, at)
+    if problems:
+        raise ValidationFailed(problems)
+    return series, us

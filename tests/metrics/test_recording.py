@@ -1,0 +1,56 @@
+"""record(): bad input raises at once, also for a series seen before; good samples
+land under one series whatever the order of their tags."""
+
+import json
+import math
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+
+from apps import metrics
+from apps.core.exceptions import ValidationFailed
+from tests.metrics.conftest import raw_count
+from tests.procs import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "tags", "field"),
+    [
+        ("bad name", 1.0, None, "name"),
+        ("t.rec.bad", math.inf, None, "value"),
+        ("t.rec.bad", math.nan, {"host": "a"}, "value"),
+        ("t.rec.bad", 1.0, {"bad key": "a"}, "tags"),
+        ("t.rec.bad", 1.0, {"host": "x" * 201}, "tags"),
+    ],
+)
+def test_record__bad_input__raises_every_time(name, value, tags, field):
+    metrics.record("t.rec.bad", 1.0)  # the series is known before the bad calls
+    metrics.record("t.rec.bad", 1.0, {"host": "a"})
+    for _ in range(2):
+        with pytest.raises(ValidationFailed) as refused:
+            metrics.record(name, value, tags)
+        assert set(refused.value.fields) == {field}
+
+
+def test_record__tags_in_any_order__one_series_every_sample_lands():
+    at = datetime.now(UTC).replace(microsecond=123456) - timedelta(minutes=1)
+    for n in range(100):
+        tags = {"a": "1", "b": str(n % 2)} if n % 3 else {"b": str(n % 2), "a": "1"}
+        metrics.record("t.rec.order", n, tags)
+    metrics.record("t.rec.order", 100, {"b": "0", "a": "1"}, at=at)
+    wait_until(lambda: raw_count("t.rec.order") == 101, timeout=30, what="flush")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT s.tags, count(*), min(m.at) FROM metrics_sample m "
+            "JOIN metrics_series s ON s.id = m.series_id "
+            "WHERE s.name = 't.rec.order' GROUP BY s.tags ORDER BY 2"
+        )
+        rows = cursor.fetchall()
+    assert [(json.loads(tags), count) for tags, count, _ in rows] == [
+        ({"a": "1", "b": "1"}, 50),
+        ({"a": "1", "b": "0"}, 51),
+    ]
+    assert rows[1][2] == at
