@@ -16,7 +16,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from apps.core.exceptions import OpsError, ValidationFailed
-from apps.flags.models import Flag, ScheduledChange, Segment
+from apps.flags.models import ChangeRequest, Flag, ScheduledChange, Segment
 from apps.flags.selectors import flag_tags
 from apps.flags.services import flag_validate
 from apps.flags.specs import FLAG_FIELDS, SEGMENT_FIELDS
@@ -61,11 +61,17 @@ def reason_field() -> forms.CharField:
     )
 
 
-def add_errors(form: forms.BaseForm, exc: OpsError) -> None:
-    """Each ``field.sub.path`` error on its form field; the rest above the form."""
+def add_errors(
+    form: forms.BaseForm, exc: OpsError, *, others: str | None = None
+) -> None:
+    """Each ``field.sub.path`` error on its form field; the rest on ``others`` with
+    their whole path, or above the form."""
     fields = exc.fields if isinstance(exc, ValidationFailed) else {"": [exc.message]}
     for path, messages_ in fields.items():
         field, _, rest = path.partition(".")
+        if field not in form.fields and others is not None and path:
+            form.add_error(others, [f"{path}: {message}" for message in messages_])
+            continue
         text = [f"{rest}: {message}" if rest else message for message in messages_]
         form.add_error(field if field in form.fields else None, text)
 
@@ -198,6 +204,16 @@ class SegmentForm(forms.ModelForm):
         return data
 
 
+def flag_fields_object(changes: Any) -> dict[str, Any]:
+    """``changes`` when it is a non-empty object of flag fields, else a form error."""
+    if not isinstance(changes, dict) or not changes:
+        raise ValidationError('Give an object of fields, e.g. {"enabled": true}.')
+    unknown = sorted(set(changes) - set(FLAG_FIELDS))
+    if unknown:
+        raise ValidationError(f"Unknown fields: {', '.join(unknown)}.")
+    return changes
+
+
 class ScheduledChangeForm(forms.ModelForm):
     class Meta:
         model = ScheduledChange
@@ -208,10 +224,42 @@ class ScheduledChangeForm(forms.ModelForm):
         }
 
     def clean_changes(self) -> dict[str, Any]:
-        changes = self.cleaned_data["changes"]
-        if not isinstance(changes, dict) or not changes:
-            raise ValidationError('Give an object of fields, e.g. {"enabled": true}.')
-        unknown = sorted(set(changes) - set(FLAG_FIELDS))
-        if unknown:
-            raise ValidationError(f"Unknown fields: {', '.join(unknown)}.")
-        return changes
+        return flag_fields_object(self.cleaned_data["changes"])
+
+
+class ChangeRequestForm(forms.ModelForm):
+    """Edits what a pending change request proposes (approvals given so far lapse)."""
+
+    # Set by the admin when the write refused an edit this form had passed.
+    refused: OpsError | None = None
+
+    class Meta:
+        model = ChangeRequest
+        fields = ["changes", "reason"]
+        help_texts = {
+            "changes": "The flag fields the request sets. Saving an edit voids the "
+            "approvals given so far: the new revision needs its own.",
+            "reason": "Recorded with the change; required for protected flags.",
+        }
+
+    def clean_changes(self) -> dict[str, Any]:
+        return flag_fields_object(self.cleaned_data["changes"])
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        # A flag field's error goes on "changes", naming the field.
+        others = "changes" if "changes" in self.fields else None
+        if self.refused is not None:
+            add_errors(self, self.refused, others=others)
+        if self.errors or "changes" not in data:
+            return data
+        try:
+            flag_validate(
+                key=self.instance.flag.key,
+                data=data["changes"],
+                reason=data.get("reason", ""),
+                creating=False,
+            )
+        except OpsError as exc:
+            add_errors(self, exc, others=others)
+        return data

@@ -138,6 +138,10 @@ class ChangeStatus(models.TextChoices):
     CANCELLED = "cancelled"
 
 
+# A request in these can still be edited, approved, rejected, cancelled or applied.
+PENDING_CHANGE = (ChangeStatus.OPEN, ChangeStatus.APPROVED)
+
+
 class ChangeRequest(models.Model):
     """A change to a flag that requires approval: proposed, approved by another, applied.
 
@@ -158,6 +162,15 @@ class ChangeRequest(models.Model):
         related_name="+",
     )
     reason = models.TextField(blank=True)
+    # Who wrote the current revision when that was an edit: they cannot approve it
+    # either, or an edit would let a second operator approve their own change.
+    revised_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
     status = models.CharField(
         max_length=10,
         choices=ChangeStatus.choices,

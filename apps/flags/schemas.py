@@ -181,6 +181,7 @@ class ChangeRequestOut(Schema):
     status: str
     revision: int
     author: str | None
+    revised_by: str | None
     approvers: list[str]
     decided_by: str | None
     decision_reason: str
@@ -195,6 +196,10 @@ class ChangeRequestOut(Schema):
     @staticmethod
     def resolve_author(obj: ChangeRequest) -> str | None:
         return obj.author.get_username() if obj.author else None
+
+    @staticmethod
+    def resolve_revised_by(obj: ChangeRequest) -> str | None:
+        return obj.revised_by.get_username() if obj.revised_by else None
 
     @staticmethod
     def resolve_decided_by(obj: ChangeRequest) -> str | None:

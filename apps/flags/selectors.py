@@ -122,7 +122,9 @@ def flag_tags() -> list[str]:
 
 def change_request_list(*, key: str = "", status: str = "") -> QuerySet[ChangeRequest]:
     """Change requests, newest first; of one flag and in one status when asked."""
-    requests = ChangeRequest.objects.select_related("flag", "author", "decided_by")
+    requests = ChangeRequest.objects.select_related(
+        "flag", "author", "revised_by", "decided_by"
+    )
     if key:
         requests = requests.filter(flag__key=key)
     return requests.filter(status=status) if status else requests

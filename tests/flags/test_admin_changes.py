@@ -7,7 +7,13 @@ from django.urls import reverse
 from apps.core.models import AuditEvent
 from apps.flags.admin_forms import FlagForm
 from apps.flags.models import ChangeRequest, ChangeStatus, Flag
-from apps.flags.services import flag_toggle
+from apps.flags.services import (
+    change_request_approve,
+    change_request_create,
+    change_request_reject,
+    flag_toggle,
+)
+from tests.factories import make_user
 from tests.flags.test_admin import (
     _create,
     change_url,
@@ -88,6 +94,127 @@ def test_change_request_reject_action__reason_given__rejected_with_reason(client
 
     change.refresh_from_db()
     assert (change.status, change.decision_reason) == (ChangeStatus.REJECTED, "not now")
+
+
+def _request_url(change: ChangeRequest) -> str:
+    return reverse("admin:flags_changerequest_change", args=[change.pk])
+
+
+def _proposed(key: str, changes: dict, author=None) -> ChangeRequest:
+    return change_request_create(
+        key=key, changes=changes, actor=author, reason="first", source="cli"
+    )
+
+
+def test_change_request_edit__approved_then_edited__new_revision_needs_approval(
+    client,
+):
+    # Given a request another operator has approved
+    _create("checkout", requires_approval=True)
+    change = _proposed("checkout", {"description": "first"})
+    change_request_approve(
+        key="checkout",
+        request_id=change.pk,
+        actor=make_user(role="operator"),
+        source="cli",
+    )
+    assert ChangeRequest.objects.get().status == ChangeStatus.APPROVED
+    # When an operator edits what it proposes in the admin
+    signed_in(client, role="operator")
+    response = client.post(
+        _request_url(change),
+        {"changes": '{"description": "second"}', "reason": "rewritten"},
+    )
+    # Then it proposes the edit as a new revision, open again: the approval lapsed
+    change.refresh_from_db()
+    assert response.status_code == 302
+    assert (change.changes, change.reason, change.revision, change.status) == (
+        {"description": "second"},
+        "rewritten",
+        2,
+        ChangeStatus.OPEN,
+    )
+    assert AuditEvent.objects.filter(action="flag.change_request_edited").count() == 1
+    assert Flag.objects.get(key="checkout").description == ""
+
+
+def test_change_request_edit__breaks_the_set__error_on_changes_nothing_saved(client):
+    signed_in(client, role="operator")
+    _create("base", enabled=False)
+    _create("child", enabled=False, requires=[{"flag": "base"}])
+    change = _proposed("child", {"description": "first"})
+
+    response = client.post(
+        _request_url(change), {"changes": '{"enabled": true}', "reason": ""}
+    )
+
+    assert form_errors(response) == {
+        "changes": ["enabled: requires base, which is off"]
+    }
+    change.refresh_from_db()
+    assert (change.changes, change.revision) == ({"description": "first"}, 1)
+
+
+def test_change_request_edit__unknown_field__error_on_changes(client):
+    signed_in(client, role="operator")
+    _create("checkout")
+    change = _proposed("checkout", {"description": "first"})
+
+    response = client.post(
+        _request_url(change), {"changes": '{"colour": "red"}', "reason": ""}
+    )
+
+    assert form_errors(response) == {"changes": ["Unknown fields: colour."]}
+
+
+def test_change_request_page__pending_for_operator__editable_with_save(client):
+    signed_in(client, role="operator")
+    _create("checkout")
+    change = _proposed("checkout", {"description": "first"})
+
+    response = client.get(_request_url(change))
+
+    form = response.context["adminform"].form
+    assert sorted(form.fields) == ["changes", "reason"]
+    assert b'name="_save"' in response.content
+
+
+@pytest.mark.parametrize("role", ["viewer", "operator"])
+def test_change_request_page__viewer_or_decided__read_only(client, role):
+    signed_in(client, role=role)
+    _create("checkout")
+    change = _proposed("checkout", {"description": "first"})
+    if role == "operator":
+        change_request_reject(
+            key="checkout", request_id=change.pk, actor=None, reason="no", source="cli"
+        )
+
+    response = client.get(_request_url(change))
+
+    assert response.status_code == 200
+    assert list(response.context["adminform"].form.fields) == []
+    assert b'name="_save"' not in response.content
+
+
+def test_change_request_edit__decided_meanwhile__refusal_on_form_not_500(client):
+    signed_in(client, role="operator")
+    _create("checkout")
+    change = _proposed("checkout", {"description": "first"})
+    change_request_reject(
+        key="checkout", request_id=change.pk, actor=None, reason="no", source="cli"
+    )
+
+    response = client.post(
+        _request_url(change), {"changes": '{"description": "x"}', "reason": ""}
+    )
+
+    assert response.status_code == 200
+    form = response.context["adminform"].form
+    assert form.non_field_errors() == [
+        f"change request #{change.pk} is rejected already"
+    ]
+    change.refresh_from_db()
+    assert change.changes == {"description": "first"}
 
 
 def test_flag_switch_button__posted__reason_page_then_switched(client):

@@ -125,6 +125,33 @@ def test_change_request_update__after_approval__approval_void_apply_refused():
     assert Flag.objects.get(key="checkout").version == 1
 
 
+def test_change_request_approve__by_who_edited_it__403_a_third_operator_can():
+    # Given a request whose current revision another operator wrote
+    _create(requires_approval=True)
+    author, editor, third = (make_user(role="operator") for _ in range(3))
+    change = _propose_off(author)
+    change_request_update(
+        key="checkout",
+        request_id=change.pk,
+        changes={"name": "Checkout v2"},
+        actor=editor,
+        reason="rename instead",
+        source=API,
+    )
+    # When the editor approves it, then a third operator does
+    with pytest.raises(PermissionDenied) as caught:
+        change_request_approve(
+            key="checkout", request_id=change.pk, actor=editor, source=API
+        )
+    approved = change_request_approve(
+        key="checkout", request_id=change.pk, actor=third, source=API
+    )
+    # Then only the third operator's approval counts
+    assert caught.value.status == 403
+    assert (approved.status, approved.revised_by) == (ChangeStatus.APPROVED, editor)
+    assert list(approved.approvals.values_list("approver", flat=True)) == [third.pk]
+
+
 def test_change_request_apply__set_invalid_since_approval__422_nothing_saved():
     # Given a request to switch on a flag whose requirement is on, approved
     _create("base")

@@ -1,10 +1,12 @@
 """Admin for change requests (four-eyes) and scheduled changes.
 
-Change requests are read-only pages decided through actions: approving and applying
-act at once; rejecting and cancelling ask for a reason. The services refuse what the
-rules forbid (an author approving their own request, an apply the flag set no longer
-accepts) and the refusal is shown per request. Scheduled changes are added here and
-cancelled with a reason until beat makes them.
+Change requests are decided through actions: approving and applying act at once;
+rejecting and cancelling ask for a reason. The services refuse what the rules forbid
+(an author approving their own request, an apply the flag set no longer accepts) and
+the refusal is shown per request. A pending request's page edits what it proposes
+(its changes and reason, validated like any change); saving an edit starts a new
+revision, so approvals given so far no longer count. Decided requests are read-only.
+Scheduled changes are added here and cancelled with a reason until beat makes them.
 """
 
 import json
@@ -21,19 +23,21 @@ from django.utils.safestring import SafeString
 
 from apps.flags.admin.common import (
     ADMIN,
+    RefusalsOnForm,
     copy_state,
     each,
     operator_of,
     reason_action,
 )
-from apps.flags.admin_forms import JSON_FIELD, ScheduledChangeForm
-from apps.flags.models import ChangeRequest, ScheduledChange
+from apps.flags.admin_forms import JSON_FIELD, ChangeRequestForm, ScheduledChangeForm
+from apps.flags.models import PENDING_CHANGE, ChangeRequest, ScheduledChange
 from apps.flags.selectors import change_request_approvers, change_request_diff
 from apps.flags.services import (
     change_request_apply,
     change_request_approve,
     change_request_cancel,
     change_request_reject,
+    change_request_update,
     scheduled_change_cancel,
     scheduled_change_create,
 )
@@ -43,8 +47,10 @@ FIELDS = (
     "action",
     "status",
     "author",
+    "revised_by",
     "reason",
     "proposed",
+    "changes",
     "revision",
     "approved_by",
     "decided_by",
@@ -54,8 +60,10 @@ FIELDS = (
     "updated_at",
 )
 
-# Every field of a saved row is read-only: decisions are the list's actions, not a save.
+# A decided request, or a viewer's page, has nothing to save: decisions are the
+# list's actions.
 READ_ONLY = {"show_save": False, "show_save_and_continue": False}
+EDITABLE = ("changes", "reason")
 
 
 def _decided(
@@ -94,13 +102,15 @@ def _decided_with_reason(
 
 
 @admin.register(ChangeRequest)
-class ChangeRequestAdmin(admin.ModelAdmin):
+class ChangeRequestAdmin(RefusalsOnForm):
+    form = ChangeRequestForm
     list_display = ["__str__", "flag", "action", "status", "author", "approvals"]
     list_display += ["reason", "created_at"]
     list_filter = ["status", "action", "created_at"]
     search_fields = ["flag__key", "reason"]
     list_select_related = ["flag", "author"]
-    fields = readonly_fields = FIELDS
+    fields = FIELDS
+    formfield_overrides = {models.JSONField: JSON_FIELD}
     actions = ["approve", "apply", "reject", "cancel"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ChangeRequest]:
@@ -114,6 +124,17 @@ class ChangeRequestAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def _editable(self, request: HttpRequest, obj: ChangeRequest | None) -> bool:
+        pending = obj is not None and obj.status in PENDING_CHANGE
+        return pending and self.has_change_permission(request, obj)
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: ChangeRequest | None = None
+    ) -> Any:
+        if self._editable(request, obj):
+            return [field for field in FIELDS if field not in EDITABLE]
+        return FIELDS
+
     def changeform_view(
         self,
         request: HttpRequest,
@@ -121,8 +142,29 @@ class ChangeRequestAdmin(admin.ModelAdmin):
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        context = {**(extra_context or {}), **READ_ONLY}
+        obj = self.get_object(request, object_id) if object_id else None
+        editable = self._editable(request, obj)
+        context = {**(extra_context or {}), **({} if editable else READ_ONLY)}
         return super().changeform_view(request, object_id, form_url, context)
+
+    def save_model(
+        self,
+        request: HttpRequest,
+        obj: ChangeRequest,
+        form: ChangeRequestForm,
+        change: bool,
+    ) -> None:
+        # A request decided before this post has no form fields; the service's
+        # refusal (409, decided already) is what the page then shows.
+        edited = change_request_update(
+            key=obj.flag.key,
+            request_id=obj.pk,
+            changes=form.cleaned_data.get("changes", obj.changes),
+            actor=operator_of(request),
+            reason=form.cleaned_data.get("reason", ""),
+            source=ADMIN,
+        )
+        copy_state(edited, obj)
 
     @admin.display(description="approvals", ordering="n_approvals")
     def approvals(self, obj: ChangeRequest) -> int:

@@ -4,12 +4,13 @@ reason page (and actions made of them), and how a change that opened a change re
 
 from collections.abc import Callable
 from typing import Any, cast
+from weakref import WeakKeyDictionary
 
 from django.contrib import admin, messages
 from django.contrib.auth.models import User
 from django.db import models
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from apps.core.admin_actions import action_with_reason
@@ -127,3 +128,34 @@ def copy_state(source: models.Model, target: models.Model) -> None:
         setattr(target, field.attname, getattr(source, field.attname))
     target._state.adding = False
     target._state.db = source._state.db
+
+
+# Per request: the refusal the write raised after the form had passed.
+_refused: "WeakKeyDictionary[HttpRequest, OpsError]" = WeakKeyDictionary()
+
+
+class RefusalsOnForm(admin.ModelAdmin):
+    """A write (``save_model``) that refuses what the form's clean() had passed (the
+    set changed in between; the admin's transaction rolls it back) comes back as
+    errors on the form, as clean() would have shown them, never a 500. The form
+    class shows its ``refused`` attribute in clean()."""
+
+    def get_form(
+        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change, **kwargs)
+        refused = _refused.get(request)
+        return type(form.__name__, (form,), {"refused": refused}) if refused else form
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except OpsError as exc:
+            _refused[request] = exc
+            return super().changeform_view(request, object_id, form_url, extra_context)

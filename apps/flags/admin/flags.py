@@ -22,9 +22,9 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
-from apps.core.exceptions import OpsError
 from apps.flags.admin.common import (
     ADMIN,
+    RefusalsOnForm,
     confirmed,
     copy_state,
     opened_message,
@@ -42,9 +42,7 @@ from apps.flags.models import ChangeRequest, Flag, FlagVersion
 from apps.flags.selectors import flags_with_usage
 from apps.flags.services import flag_archive, flag_create, flag_toggle, flag_update
 
-# Per request: the refusal the write raised after the form had passed, and the
-# change request a save opened instead of changing the flag.
-_refused: "WeakKeyDictionary[HttpRequest, OpsError]" = WeakKeyDictionary()
+# Per request: the change request a save opened instead of changing the flag.
 _opened: "WeakKeyDictionary[HttpRequest, ChangeRequest]" = WeakKeyDictionary()
 
 
@@ -64,7 +62,7 @@ class FlagVersionInline(admin.TabularInline):
 
 
 @admin.register(Flag)
-class FlagAdmin(admin.ModelAdmin):
+class FlagAdmin(RefusalsOnForm):
     form = FlagForm
     list_display = [
         "key",
@@ -196,28 +194,6 @@ class FlagAdmin(admin.ModelAdmin):
     def history(self, obj: Flag) -> SafeString:
         url = reverse("admin:flags_flagversion_changelist")
         return format_html('<a href="{}?flag__key={}">all versions</a>', url, obj.key)
-
-    def get_form(
-        self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any
-    ) -> Any:
-        form = super().get_form(request, obj, change, **kwargs)
-        refused = _refused.get(request)
-        return type(form.__name__, (form,), {"refused": refused}) if refused else form
-
-    def changeform_view(
-        self,
-        request: HttpRequest,
-        object_id: str | None = None,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except OpsError as exc:
-            # The set changed between clean() and the write, which rolled back: show
-            # the write's refusal on the form, as clean() would have.
-            _refused[request] = exc
-            return super().changeform_view(request, object_id, form_url, extra_context)
 
     def save_model(
         self, request: HttpRequest, obj: Flag, form: FlagForm, change: bool

@@ -18,7 +18,13 @@ from apps.core.exceptions import (
 )
 from apps.core.models import AuditEvent
 from apps.core.services import audit_record
-from apps.flags.models import ChangeApproval, ChangeRequest, ChangeStatus, Flag
+from apps.flags.models import (
+    PENDING_CHANGE,
+    ChangeApproval,
+    ChangeRequest,
+    ChangeStatus,
+    Flag,
+)
 from apps.flags.services.common import (
     full_clean,
     json_safe,
@@ -33,7 +39,6 @@ log = structlog.get_logger(__name__)
 
 # Approvals a revision needs before it can be applied (each from someone not its author).
 APPROVALS_NEEDED = 1
-_PENDING = (ChangeStatus.OPEN, ChangeStatus.APPROVED)
 
 
 def change_request_open(
@@ -98,6 +103,7 @@ def change_request_update(
     changes = writable_changes(request.flag.key, changes)
     validate_changes(request.flag, changes, reason=reason)
     request.changes, request.reason = json_safe(changes), reason
+    request.revised_by = actor
     request.revision += 1
     request.status = ChangeStatus.OPEN
     _save(request)
@@ -109,11 +115,12 @@ def change_request_update(
 def change_request_approve(
     *, key: str, request_id: int, actor: User, source: AuditEvent.Source
 ) -> ChangeRequest:
-    """Approve the request's current revision; its author never can (403)."""
+    """Approve the request's current revision; its author, or whoever wrote that
+    revision, never can (403)."""
     request = _pending(key, request_id)
-    if request.author_id is not None and request.author_id == actor.pk:
+    if actor.pk in (request.author_id, request.revised_by_id):
         raise PermissionDenied(
-            "the author of a change request cannot approve it",
+            "the author of a change request, or of its current revision, cannot approve it",
             code="own_change_request",
             extra={"change_request": request.pk},
         )
@@ -211,7 +218,7 @@ def _locked(key: str, request_id: int) -> ChangeRequest:
 
 def _pending(key: str, request_id: int) -> ChangeRequest:
     request = _locked(key, request_id)
-    if request.status not in _PENDING:
+    if request.status not in PENDING_CHANGE:
         raise Conflict(
             f"change request #{request.pk} is {request.status} already",
             extra={"change_request": request.pk, "status": request.status},
