@@ -65,6 +65,66 @@ def test_flag_toggle__other_process_evaluating__sees_new_value_within_a_second(
     assert seen_at - changed_at < 1.0
 
 
+# A process that loads its snapshot, then forks as Celery's prefork pool does (its
+# database connections closed first): the child must not keep the parent's
+# snapshot and thread, but load afresh and subscribe on its own.
+FORKING = """
+import os, time
+from django.db import connections
+import apps.flags as flags
+from apps.flags.snapshot import cache
+flags.is_enabled("checkout")
+connections.close_all()
+parent = os.getpid()
+pid = os.fork()
+who = "child" if pid == 0 else "parent"
+if pid == 0:
+    print("child fresh", cache.snapshot is None, flush=True)
+last = None
+while pid != 0 or os.getppid() == parent:
+    value = flags.is_enabled("checkout")
+    if value != last:
+        print(who, value, time.time(), flush=True)
+        last = value
+    time.sleep(0.005)
+"""
+
+
+def _seen_by(proc: Proc, who: str, value: bool) -> bool:
+    return f"{who} {value} " in proc.output()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_flag_toggle__forked_child_process__reloads_and_sees_new_value(tmp_path):
+    flag_create(key="checkout", data=flag_data(), actor=None, reason="", source=API)
+    proc = Proc(
+        "forking",
+        [sys.executable, "manage.py", "shell", "-c", FORKING],
+        child_env(OPSCONSOLE_DB_POOL="false"),
+        tmp_path / "forking.log",
+    )
+    try:
+        for who in ("parent", "child"):
+            wait_until(
+                lambda who=who: _seen_by(proc, who, True),
+                timeout=60,
+                what=f"the {who}'s first evaluation:\n{proc.output()}",
+            )
+        wait_until(lambda: _subscribers() >= 2, timeout=10, what="both subscriptions")
+        flag_toggle(key="checkout", enabled=False, actor=None, reason="", source=API)
+
+        for who in ("parent", "child"):
+            wait_until(
+                lambda who=who: _seen_by(proc, who, False),
+                timeout=10,
+                what=f"the {who} seeing the change:\n{proc.output()}",
+            )
+    finally:
+        proc.stop()
+    assert "child fresh True" in proc.output()
+
+
 def _subscribers() -> int:
     import redis
     from django.conf import settings
