@@ -4,6 +4,11 @@ import warnings
 
 # Playwright's sync API runs an event loop in the test thread (STACK-NOTES pitfall 12).
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+# Test workers outlive the flushes between tests, and the raw samples they record
+# (metrics_sample is partitioned, so flush leaves it) would point at flushed series:
+# rolling their minute then fails on the rollup's foreign key. Tests of the task
+# outcomes turn them on for a worker of their own (tests/live/task_runs.py).
+os.environ.setdefault("OPSCONSOLE_LIVE_TASK_OUTCOMES", "false")
 
 
 import pytest

@@ -17,6 +17,7 @@ from typing import Any
 
 from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 from celery import Task, signals
+from django.conf import settings
 
 from apps import metrics
 
@@ -75,7 +76,10 @@ def _record(task: str, outcome: str, runtime: float) -> None:
 
 def connect(**_: Any) -> None:
     """Start recording outcomes in this worker (a ``worker_init`` receiver, so that
-    only worker processes record, and prefork children inherit the receivers)."""
+    only worker processes record, and prefork children inherit the receivers),
+    unless OPSCONSOLE_LIVE_TASK_OUTCOMES is off."""
+    if not settings.OPSCONSOLE_LIVE_TASK_OUTCOMES:
+        return
     signals.task_prerun.connect(task_prerun, weak=False)
     signals.task_postrun.connect(task_postrun, weak=False)
     signals.task_failure.connect(task_failure, weak=False)

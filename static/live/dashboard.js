@@ -22,6 +22,8 @@ const feed = document.getElementById("ops-events");
 const queueRows = document.querySelector("#ops-queues tbody");
 const workerList = document.getElementById("ops-workers");
 const sampleLine = document.getElementById("ops-sample");
+const taskRows = document.querySelector("#ops-tasks tbody");
+const taskMinute = document.getElementById("ops-tasks-minute");
 const breakerRows = document.querySelector("#ops-breakers tbody");
 const healingList = document.getElementById("ops-healing");
 
@@ -37,6 +39,7 @@ const state = {
   queues: new Map(),
   workers: new Map(),
   sampledAt: null,
+  tasks: null,
   breakers: new Map(),
   healing: new Map(),
 };
@@ -242,6 +245,44 @@ function queuesSnapshot(data) {
   state.queues = new Map(data.queues.map((q) => [q.name, { ...q, history: [q.depth] }]));
   renderQueues();
   renderSampleAge();
+  state.tasks = data.tasks;
+  renderTasks();
+}
+
+// Task outcomes come per whole minute, from the metrics rollups (about a minute late).
+function runtime(value) {
+  if (value == null) return "–";
+  return value < 1 ? `${Math.round(value * 1000)} ms` : `${value.toFixed(1)} s`;
+}
+
+function minuteOf(iso) {
+  return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+}
+
+function renderTasks() {
+  const report = state.tasks;
+  if (!report || !report.through) {
+    taskMinute.textContent = "No task runs rolled up in the last minutes.";
+    taskRows.replaceChildren();
+    return;
+  }
+  taskMinute.textContent = `Runs in the minute from ${minuteOf(report.through)}, the newest one rolled up.`;
+  const tasks = [...report.tasks].sort((a, b) => a.task.localeCompare(b.task));
+  taskRows.replaceChildren(
+    ...tasks.map((task) => {
+      const last = task.minutes[task.minutes.length - 1];
+      const row = el("tr", { "data-task": task.task, "data-failing": last.failed > 0 ? "true" : "false" });
+      row.append(el("th", { scope: "row" }, task.task));
+      row.append(el("td", { class: "ops-succeeded" }, String(last.succeeded)));
+      row.append(el("td", { class: "ops-failed" }, String(last.failed)));
+      row.append(el("td", { class: "ops-retried" }, String(last.retried)));
+      row.append(el("td", { class: "ops-p95" }, runtime(last.p95_s)));
+      const trend = el("td");
+      trend.append(sparkline(task.minutes.map((m) => m.succeeded + m.failed + m.retried)));
+      row.append(trend);
+      return row;
+    }),
+  );
 }
 
 function workersSnapshot(data) {
@@ -375,7 +416,10 @@ function onDeltas(message) {
     state.seq[item.topic] = item.seq;
     if (item.topic === "components" && !componentsDelta(item.payload, item.trace_id)) return resync();
     if (item.topic === "events") addFeed([auditItem(item.payload)]);
-    if (item.topic === "queues") queueDelta(item.payload);
+    if (item.topic === "queues" && item.payload.kind === "task_outcomes") {
+      state.tasks = item.payload;
+      renderTasks();
+    } else if (item.topic === "queues") queueDelta(item.payload);
     if (item.topic === "workers") workerDelta(item.payload, item.at);
     if (item.topic === "breakers" && !breakerDelta(item.payload)) return resync();
     if (item.topic === "healing") healingDelta(item.payload, item.at);

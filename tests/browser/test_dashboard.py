@@ -3,6 +3,7 @@
 Screenshots go to var/artifacts/ so CI keeps them.
 """
 
+import re
 import secrets
 from contextlib import ExitStack
 from pathlib import Path
@@ -17,12 +18,15 @@ from apps.core.models import AuditEvent
 from apps.core.roles import OPERATOR, VIEWER
 from apps.flags.services import flag_create
 from apps.healing.models import HealingPolicy
+from apps.live.services import task_outcomes_refresh
 from opsconsole.beat import beat_lock_key
 from opsconsole.celery import app
 from opsconsole.embedded import free_port
 from tests.browser.test_admin import _log_in, _staff_user
 from tests.components.helpers import http_target, make_component
 from tests.flags.builders import flag_data
+from tests.live.task_runs import NAMES, run_known_tasks
+from tests.live.worker_tasks import FAILS, RETRIES_ONCE, SUCCEEDS
 from tests.procs import celery_beat, celery_worker, daphne
 
 pytestmark = [
@@ -202,3 +206,41 @@ def test_dashboard__breaker_forced_open_and_a_heal_needing_a_human__panels_show_
         "breaker search-api: CLOSED → FORCED_OPEN"
     )
     _shot(page, "breakers")
+
+
+def test_dashboard__tasks_succeed_fail_and_retry__task_panel_shows_runs_per_minute(
+    page: Page, web: str, tmp_path: Path
+):
+    # Given a viewer on the dashboard
+    username, password = _staff_user(VIEWER)
+    _log_in(page, username, password)
+    page.goto("/dashboard/")
+    expect(page.locator("#ops-connection")).to_have_text("Live")
+
+    # When a worker runs tasks that succeed, fail, and retry, and live.sample's
+    # refresh reads their rollups
+    report, later = run_known_tasks(tmp_path)
+    task_outcomes_refresh(names=NAMES, now=later.timestamp())
+
+    # Then each task's row shows its runs in the newest minute, live
+    newest = {t.task: t.minutes[-1] for t in report.tasks}
+    rows = page.locator("#ops-tasks tbody")
+    for name in (SUCCEEDS, FAILS, RETRIES_ONCE):
+        row = rows.locator(f'tr[data-task="{name}"]')
+        expect(row.locator(".ops-succeeded")).to_have_text(str(newest[name].succeeded))
+        expect(row.locator(".ops-failed")).to_have_text(str(newest[name].failed))
+        expect(row.locator(".ops-retried")).to_have_text(str(newest[name].retried))
+    failing = rows.locator(f'tr[data-task="{FAILS}"]')
+    expect(failing).to_have_attribute(
+        "data-failing", "true" if newest[FAILS].failed else "false"
+    )
+    # (Runs that straddle a minute boundary leave the newest minute without some.)
+    p95 = re.compile(r"^\d+ ms$") if newest[SUCCEEDS].p95_s is not None else "\u2013"
+    expect(rows.locator(f'tr[data-task="{SUCCEEDS}"] .ops-p95')).to_have_text(p95)
+    _shot(page, "tasks")
+
+    # And a fresh page gets the same from its snapshot
+    page.reload()
+    expect(rows.locator(f'tr[data-task="{FAILS}"] .ops-failed')).to_have_text(
+        str(newest[FAILS].failed)
+    )
