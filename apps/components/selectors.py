@@ -15,6 +15,7 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
+    TextField,
     Window,
 )
 from django.db.models.functions import Cast, RowNumber
@@ -116,9 +117,17 @@ def check_jobs_for_claim(
     *, component_ids: Iterable[int], claim_token: UUID
 ) -> list[CheckJob]:
     """The checks to run for the components still held under ``claim_token``."""
+    # The config as its stored JSON text: the runner validates each text once.
     rows = Component.objects.filter(
         id__in=list(component_ids), claim_token=claim_token
-    ).values_list("id", "kind", "config", "timeout_seconds", "retries", "slug")
+    ).values_list(
+        "id",
+        "kind",
+        Cast("config", output_field=TextField()),
+        "timeout_seconds",
+        "retries",
+        "slug",
+    )
     return [CheckJob(*row) for row in rows]
 
 

@@ -4,8 +4,10 @@ from datetime import timedelta
 from uuid import UUID
 
 from celery import Task, shared_task
+from celery.signals import worker_process_shutdown
 from django.utils import timezone
 
+from apps.components.checkers.runner import runner_close
 from apps.components.heartbeats import PingAction, heartbeat_ping, heartbeats_evaluate
 from apps.components.notifications.services import (
     DELIVER_TASK,
@@ -57,11 +59,27 @@ def beat_heartbeat() -> bool:
 
 
 # Not acks_late-sensitive: a redelivered batch finds its claim gone and does nothing.
+# ``starts_at``, parallel to the ids: each check's due time (epoch s) or None (now).
 @shared_task(name=RUN_BATCH_TASK, ignore_result=True)
-def run_batch(component_ids: list[int], claim_token: str) -> int:
+def run_batch(
+    component_ids: list[int],
+    claim_token: str,
+    starts_at: list[float | None] | None = None,
+) -> int:
+    starts = {
+        pk: start
+        for pk, start in zip(component_ids, starts_at or (), strict=False)
+        if start is not None
+    }
     return components_run_batch(
-        component_ids=component_ids, claim_token=UUID(claim_token)
+        component_ids=component_ids, claim_token=UUID(claim_token), starts_at=starts
     )
+
+
+@worker_process_shutdown.connect
+def _close_runner(**kwargs: object) -> None:
+    """A worker child going away closes its checks' event loop and HTTP session."""
+    runner_close()
 
 
 @shared_task(name="components.results_prune", ignore_result=True)

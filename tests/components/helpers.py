@@ -4,6 +4,7 @@ import asyncio
 import itertools
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,9 @@ class Received:
     headers: dict[str, str]
     body: bytes
     status: int
+    # When it arrived (epoch seconds) and from which client port (its connection).
+    at: float = 0.0
+    port: int = 0
 
 
 class Target:
@@ -50,8 +54,18 @@ class Target:
         scripted = self.answers.get(request.path)
         status = scripted.pop(0) if scripted else self.status
         body = await request.read()
+        peer = (
+            request.transport.get_extra_info("peername") if request.transport else None
+        )
         self.received.append(
-            Received(request.path, dict(request.headers), body, status)
+            Received(
+                request.path,
+                dict(request.headers),
+                body,
+                status,
+                at=time.time(),
+                port=peer[1] if peer else 0,
+            )
         )
         if self.delay:
             await asyncio.sleep(self.delay)

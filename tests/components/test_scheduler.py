@@ -2,13 +2,17 @@
 
 import os
 import signal
+import uuid
 from collections import Counter
 from datetime import timedelta
+from unittest import mock
 
 import pytest
+from celery import current_app
 from django.db.models import Count
 from django.utils import timezone
 
+from apps.components import tasks
 from apps.components.models import Component, HealthResult
 from apps.components.services import components_dispatch_due, components_run_batch
 from tests.components.helpers import make_component
@@ -62,6 +66,80 @@ def test_dispatch__claim_expired__claimed_again_and_old_batch_does_nothing(
     )
     assert HealthResult.objects.filter(component=component).count() == 1
     assert Component.objects.get(pk=component.pk).claimed_until is None
+
+
+@pytest.mark.django_db
+def test_dispatch__due_before_next_tick__claimed_to_start_at_its_due_time(
+    django_capture_on_commit_callbacks, monkeypatch
+):
+    now = timezone.now()
+    soon = make_component(
+        next_check_at=now + timedelta(seconds=0.5), interval_seconds=60
+    )
+    make_component(next_check_at=now + timedelta(seconds=1.5))
+    sent = []
+    monkeypatch.setattr(
+        current_app, "send_task", lambda name, **options: sent.append(options)
+    )
+    claimed, batches = _dispatch(django_capture_on_commit_callbacks, now)
+    assert claimed == 1
+    for callback in batches:
+        callback()
+    due = now + timedelta(seconds=0.5)
+    [options] = sent
+    assert options["args"] == [[soon.pk], mock.ANY, [due.timestamp()]]
+    assert options["eta"] is None or options["eta"] <= due
+    soon.refresh_from_db()
+    # The next run and the claim's expiry count from the due time, not the claim.
+    assert due + timedelta(seconds=60) <= soon.next_check_at
+    assert soon.next_check_at <= due + timedelta(seconds=66)
+    assert soon.claimed_until == due + timedelta(seconds=10 + 10)
+
+
+@pytest.mark.django_db
+def test_dispatch__claim_expired__runs_now_and_next_counts_from_now(
+    django_capture_on_commit_callbacks, monkeypatch
+):
+    component = make_component(interval_seconds=60)
+    now = timezone.now()
+    _dispatch(django_capture_on_commit_callbacks, now)
+    held_next = Component.objects.get(pk=component.pk).next_check_at
+    later = now + timedelta(seconds=25)
+    sent = []
+    monkeypatch.setattr(
+        current_app, "send_task", lambda name, **options: sent.append(options)
+    )
+    claimed, batches = _dispatch(django_capture_on_commit_callbacks, later)
+    for callback in batches:
+        callback()
+    assert claimed == 1
+    [options] = sent
+    assert len(options["args"]) == 2, "no start time: it runs at once"
+    assert options["eta"] is None
+    component.refresh_from_db()
+    assert (
+        later + timedelta(seconds=60)
+        <= component.next_check_at
+        < held_next + (timedelta(seconds=60))
+    )
+
+
+@pytest.mark.django_db
+def test_run_batch_task__start_times_by_position__passed_per_component(monkeypatch):
+    seen = {}
+
+    def fake_run_batch(**kwargs):
+        seen.update(kwargs)
+        return 0
+
+    monkeypatch.setattr(tasks, "components_run_batch", fake_run_batch)
+    token = uuid.uuid4()
+    tasks.run_batch([7, 8, 9], str(token), [None, 123.5, None])
+    assert seen == {
+        "component_ids": [7, 8, 9],
+        "claim_token": token,
+        "starts_at": {8: 123.5},
+    }
 
 
 def _results_per_component(components) -> Counter:

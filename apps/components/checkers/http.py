@@ -1,7 +1,7 @@
 """HTTP(S): status set, body keyword or JSON path expectation, latency for degraded."""
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Literal
 
@@ -20,8 +20,8 @@ from apps.components.checkers.base import (
 )
 
 _MISSING = object()
-# One session per batch (see ``session_scope``): a session per check would cost a
-# connector and DNS cache each time.
+# The runner binds one session per process (see ``session_bound``): a session per
+# check would cost a connector, DNS cache and new connections each time.
 _session: ContextVar[aiohttp.ClientSession | None] = ContextVar(
     "http_session", default=None
 )
@@ -47,25 +47,30 @@ class Config(CheckConfig):
         return url
 
 
-@asynccontextmanager
-async def session_scope() -> AsyncIterator[None]:
-    """Share one client session among the HTTP checks run inside this scope."""
+def session_new() -> aiohttp.ClientSession:
+    """A client session for HTTP checks (call inside a running event loop)."""
     # Per host, as many connections as a target is asked to bear at once by
-    # one batch; across hosts, no limit.
+    # one process; across hosts, no limit.
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=50, ttl_dns_cache=60)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        token = _session.set(session)
-        try:
-            yield
-        finally:
-            _session.reset(token)
+    return aiohttp.ClientSession(connector=connector)
+
+
+@contextmanager
+def session_bound(session: aiohttp.ClientSession) -> Iterator[None]:
+    """Share ``session`` among the HTTP checks run inside this scope."""
+    token = _session.set(session)
+    try:
+        yield
+    finally:
+        _session.reset(token)
 
 
 async def check(config: Config, timeout: float) -> CheckOutcome:
     session = _session.get()
     if session is None:
-        async with session_scope():
-            return await check(config, timeout)
+        async with session_new() as own:
+            with session_bound(own):
+                return await check(config, timeout)
     watch = Stopwatch()
     async with session.request(
         config.method,
