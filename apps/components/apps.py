@@ -9,14 +9,14 @@ class ComponentsConfig(AppConfig):
     def ready(self) -> None:
         from django.utils.module_loading import autodiscover_modules
 
-        from apps.components.notifications.services import notify_transition
+        from apps.components.notifications.services import notify_transitions
         from apps.components.selectors import component_trace_items, components_live
-        from apps.components.transitions import transition_listener
+        from apps.components.transitions import transitions_listener
         from apps.core import trace_index
         from apps.live import snapshots
 
         snapshots.register("components", components_live)
-        transition_listener(notify_transition)
+        transitions_listener(notify_transitions)
         trace_index.register("components", component_trace_items)
 
         # Apps register Python-callable checkers in a ``component_checks`` module.

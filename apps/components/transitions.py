@@ -3,6 +3,8 @@
 ``@transition_listener`` registers a function that is called after commit with each
 transition that should alert: not in maintenance, not into *impacted* (the
 dependency alerts instead), and not a recovery from *impacted*.
+``@transitions_listener`` registers one called once per recorded batch with all of
+its alerting transitions, so its queries cost the same for one or a hundred.
 """
 
 from collections.abc import Callable, Sequence
@@ -42,7 +44,9 @@ class Transition:
 
 
 Listener = Callable[[Transition], None]
+BatchListener = Callable[[Sequence[Transition]], object]
 _listeners: list[Listener] = []
+_batch_listeners: list[BatchListener] = []
 
 
 def transition_listener(listener: Listener) -> Listener:
@@ -58,8 +62,23 @@ def transition_listener_remove(listener: Listener) -> None:
         _listeners.remove(listener)
 
 
+def transitions_listener(listener: BatchListener) -> BatchListener:
+    """Call ``listener`` once per recorded batch with its alerting transitions (in
+    order, never none), after their commit."""
+    if listener not in _batch_listeners:
+        _batch_listeners.append(listener)
+    return listener
+
+
+def transitions_listener_remove(listener: BatchListener) -> None:
+    """Stop calling ``listener``."""
+    if listener in _batch_listeners:
+        _batch_listeners.remove(listener)
+
+
 def transitions_emit(transitions: Sequence[Transition]) -> None:
     """Log each transition and hand the alerting ones to the listeners."""
+    alerting = []
     for transition in transitions:
         fields = {
             "component_id": transition.component_id,
@@ -73,7 +92,10 @@ def transitions_emit(transitions: Sequence[Transition]) -> None:
         else:
             log.info("component.state_changed", **fields)
         if transition.alerts:
+            alerting.append(transition)
             _call_listeners(transition)
+    if alerting:
+        _call_batch_listeners(alerting)
 
 
 def _call_listeners(transition: Transition) -> None:
@@ -84,5 +106,17 @@ def _call_listeners(transition: Transition) -> None:
             log.exception(
                 "component.listener_failed",
                 component_id=transition.component_id,
+                listener=getattr(listener, "__qualname__", repr(listener)),
+            )
+
+
+def _call_batch_listeners(transitions: list[Transition]) -> None:
+    for listener in list(_batch_listeners):
+        try:
+            listener(transitions)
+        except Exception:
+            log.exception(
+                "component.listener_failed",
+                component_ids=[t.component_id for t in transitions],
                 listener=getattr(listener, "__qualname__", repr(listener)),
             )

@@ -199,13 +199,34 @@ def _create_pending(made: list[Notification], same: Q) -> list[int]:
     return ids
 
 
-def notify_transition(transition: Transition) -> None:
-    """The transition listener: notify the component's channels (after commit)."""
-    if transition.state_change_id is not None:
-        notifications_create(
-            state_change_id=transition.state_change_id,
-            component_id=transition.component_id,
+@transaction.atomic
+def notify_transitions(transitions: Sequence[Transition]) -> list[int]:
+    """The transitions listener: a pending notification per recorded change and
+    enabled channel of its component, delivered by tasks enqueued on commit; their
+    ids. One query when none of the components has a channel."""
+    changes = {
+        t.state_change_id: t.component_id
+        for t in transitions
+        if t.state_change_id is not None
+    }
+    channels: dict[int, list[int]] = {}
+    for channel_id, component_id in NotificationChannel.objects.filter(
+        enabled=True, components__in=set(changes.values())
+    ).values_list("id", "components"):
+        channels.setdefault(component_id, []).append(channel_id)
+    made = [
+        Notification(
+            event=NotificationEvent.TRANSITION,
+            component_id=component_id,
+            state_change_id=change_id,
+            channel_id=channel_id,
         )
+        for change_id, component_id in changes.items()
+        for channel_id in channels.get(component_id, ())
+    ]
+    if not made:
+        return []
+    return _create_pending(made, Q(state_change_id__in=list(changes)))
 
 
 @transaction.atomic
