@@ -10,7 +10,8 @@ daphne process (DEBUG off) serving the project plus ``/bench/constant``
 one of 1,000 users, ``C`` at a time; rounds alternate between them so drift on the
 shared machine hits all alike. The ceiling view is a sync view like ninja's and
 parses the body, but does no token check and no evaluation; a third subject adds
-the bearer-token auth OFREP runs (``apps.core.auth.TokenAuth``: two queries).
+the bearer-token auth OFREP runs (``apps.flags.ofrep.token_auth``: the REST API's
+token check, one query, remembered per token for a few seconds).
 """
 
 import argparse

@@ -7,16 +7,20 @@ every answer with a value fails) and ``DEFAULT`` added to the reasons.
 
 import copy
 import functools
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
+from django.utils import timezone
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from apps.core.models import AuditEvent
+from apps.core.models import ApiToken, AuditEvent
+from apps.core.services import token_revoke
+from apps.flags import ofrep as ofrep_module
 from apps.flags import snapshot as snapshot_module
 from apps.flags.models import Flag
 from apps.flags.services import flag_create
@@ -274,3 +278,69 @@ def test_ofrep_bulk__bad_context__400_bulk_failure(client, flags, auth):
 
 def test_ofrep_bulk__no_token__401(client, flags):
     assert _post(client, URL, {"context": {}}, {}).status_code == 401
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> _Clock:
+    fake = _Clock()
+    monkeypatch.setattr(ofrep_module.token_auth, "clock", fake)
+    return fake
+
+
+def test_ofrep_auth__same_token_again__answered_without_a_query(
+    client, flags, auth, clock, django_assert_num_queries
+):
+    assert _post(client, f"{URL}/bool-on", {"context": {}}, auth).status_code == 200
+
+    with django_assert_num_queries(0):
+        again = _post(client, f"{URL}/bool-on", {"context": {}}, auth)
+
+    assert again.json()["value"] is True
+
+
+def test_ofrep_auth__token_revoked__refused_once_remembered_time_is_up(
+    client, flags, clock
+):
+    token, raw = make_token(user=make_user(role="viewer"), scopes=("read",))
+    assert _post(client, f"{URL}/bool-on", {}, bearer(raw)).status_code == 200
+    token_revoke(token=token, actor=None, source=AuditEvent.Source.SYSTEM)
+
+    within = _post(client, f"{URL}/bool-on", {}, bearer(raw))
+    clock.now += ofrep_module.AUTH_CACHE_SECONDS
+    after = _post(client, f"{URL}/bool-on", {}, bearer(raw))
+
+    assert (within.status_code, after.status_code) == (200, 401)
+
+
+def test_ofrep_auth__token_expiring_soon__remembered_only_until_its_expiry(
+    client, flags, clock
+):
+    soon = timezone.now() + timedelta(seconds=2)
+    token, raw = make_token(user=make_user(role="viewer"), expires_at=soon)
+    assert _post(client, f"{URL}/bool-on", {}, bearer(raw)).status_code == 200
+    # Expired by now in the database's eyes (this test does not wait for the clock).
+    ApiToken.objects.filter(pk=token.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+    clock.now += 2.5  # past the expiry, within AUTH_CACHE_SECONDS
+    response = _post(client, f"{URL}/bool-on", {}, bearer(raw))
+
+    assert response.status_code == 401
+
+
+def test_ofrep_auth__refusal__not_remembered(client, flags, clock):
+    token, raw = make_token(user=make_user(role="viewer"), scopes=("read",))
+    ApiToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
+    assert _post(client, f"{URL}/bool-on", {}, bearer(raw)).status_code == 401
+    ApiToken.objects.filter(pk=token.pk).update(revoked_at=None)
+
+    assert _post(client, f"{URL}/bool-on", {}, bearer(raw)).status_code == 200
