@@ -23,7 +23,16 @@ from apps.live.publisher import channel
 from tests.components.helpers import make_component
 from tests.healing import helpers
 from tests.healing.helpers import make_policy, set_unhealthy
-from tests.procs import wait_until
+from tests.procs import running_workers_paused, wait_until
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_worker_takes_our_attempts():
+    """These tests run attempts in this process. A session worker (started for an
+    earlier module) would take the attempt task each request enqueues, run it first
+    and hold the lock the test's own run is waiting for."""
+    with running_workers_paused():
+        yield
 
 
 def _start(**policy: object) -> HealingPolicy:

@@ -30,10 +30,25 @@ class Config(ActionConfig):
 def _pool_restart(config: Config, timeout: float) -> ActionResult:
     from opsconsole.celery import app
 
+    # Celery waits the whole reply timeout when a named worker is silent: keep it
+    # inside the action's own timeout so the answers that did come are reported.
     replies = app.control.pool_restart(
-        destination=config.workers or None, reply=True, timeout=timeout
+        destination=config.workers or None, reply=True, timeout=timeout * 0.8
     )
-    return ActionResult(bool(replies), f"pool restart replies: {replies or 'none'}")
+    answers = {
+        host: answer for reply in replies or [] for host, answer in reply.items()
+    }
+    lines = [
+        f"{host}: {answer.get('ok') or answer.get('error') or answer}"
+        for host, answer in sorted(answers.items())
+    ]
+    silent = sorted(set(config.workers) - set(answers))
+    lines += [f"{host}: no reply" for host in silent]
+    # A worker without worker_pool_restarts answers with an error, not "ok".
+    ok = bool(answers) and not silent and all("ok" in a for a in answers.values())
+    return ActionResult(
+        ok, "pool restart: " + ("; ".join(lines) or "no worker replied")
+    )
 
 
 def _purge(queue: str) -> ActionResult:
