@@ -82,7 +82,7 @@ def measure(repeat: int) -> list[tuple[int, str, float, float]]:
     rows = []
     for size in SIZES:
         fill(size)
-        flags, segments = selectors.flag_specs_all(), selectors.segment_specs_all()
+        flags, segments = selectors.flag_specs_live(), selectors.segment_specs_all()
         assert len(build_snapshot().flags) >= size  # noqa: S101 - all compiled
         compile_all = partial(compile_snapshot, flags, segments, version="b")
         parts = [
@@ -101,7 +101,7 @@ def _read() -> None:
     from apps.flags import selectors
 
     selectors.flags_state_version()
-    selectors.flag_specs_all()
+    selectors.flag_specs_live()
     selectors.segment_specs_all()
 
 

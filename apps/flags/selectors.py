@@ -177,6 +177,26 @@ def flag_specs_all() -> list[dict[str, Any]]:
     return [flag_spec(flag) for flag in Flag.objects.order_by("key")]
 
 
+# What the engine compiles of a flag (apps.flags.engine.compile_flag).
+ENGINE_FIELDS = (
+    "key",
+    "type",
+    "variants",
+    "enabled",
+    "default_variant",
+    "off_variant",
+    "rules",
+    "requires",
+)
+
+
+def flag_specs_live() -> list[dict[str, Any]]:
+    """Every flag not archived, with only the fields evaluation needs: what each
+    process reads to rebuild its snapshot, as plain rows (no model instances)."""
+    live = Flag.objects.filter(archived=False).order_by("key")
+    return list(live.values(*ENGINE_FIELDS))
+
+
 def segment_specs_all() -> list[dict[str, Any]]:
     """Every segment as its JSON spec."""
     return [segment_spec(segment) for segment in Segment.objects.order_by("key")]

@@ -57,7 +57,7 @@ def build_snapshot() -> Snapshot:
         # next check rebuild once more, never keeps a stale snapshot.
         version = selectors.flags_state_version()
         return compile_snapshot(
-            selectors.flag_specs_all(), selectors.segment_specs_all(), version=version
+            selectors.flag_specs_live(), selectors.segment_specs_all(), version=version
         )
 
 
