@@ -1,6 +1,7 @@
 import pytest
 from django.contrib.auth.models import Group
 
+from apps import live
 from apps.core.exceptions import NotFound, PreconditionFailed, ValidationFailed
 from apps.core.models import AuditEvent
 from apps.flags import snapshot as snapshot_module
@@ -279,6 +280,32 @@ def test_flag_toggle__committed__this_process_snapshot_rebuilt(
         flag_toggle(key="checkout", enabled=False, actor=None, reason="", source=API)
 
     assert cache.current().evaluate("checkout", {}).value is False
+
+
+def test_flag_toggle__committed__published_live_after_commit_only(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    sent = []
+
+    def publish(topic, payload, *, key=""):
+        if topic == "flags":  # audit events go out on "events" as well
+            sent.append((key, payload["kind"], payload["spec"]["enabled"]))
+
+    monkeypatch.setattr(live, "publish", publish)
+    _create("checkout")
+    _create("base", enabled=False)
+    _create("child", enabled=False, requires=[{"flag": "base"}])
+    with django_capture_on_commit_callbacks(execute=True):
+        flag_toggle(key="checkout", enabled=False, actor=None, reason="", source=API)
+        before_commit = list(sent)
+    with (
+        django_capture_on_commit_callbacks(execute=True),
+        pytest.raises(ValidationFailed),
+    ):
+        flag_toggle(key="child", enabled=True, actor=None, reason="", source=API)
+
+    assert before_commit == []
+    assert sent == [("checkout", "flag", False)]
 
 
 def test_roles__viewer_and_operator__flag_permissions_granted():
