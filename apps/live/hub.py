@@ -49,6 +49,9 @@ PING_INTERVAL = 20.0
 IDLE_TIMEOUT = 60.0
 BACKOFF = (0.2, 5.0)
 SHUTDOWN_GRACE = 2.0
+# Seq reads share this many Redis connections: a pool without a bound grew to one
+# connection per socket in a reconnect storm (1,000 at once) and kept them all.
+SEQ_READ_CONNECTIONS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,9 +247,14 @@ class Hub:
         """The current seq of each topic; 0 for all when Redis does not answer."""
         ordered = sorted(topics)
         if self._commands is None:
-            self._commands = aioredis.Redis.from_url(
-                self.redis_url, socket_connect_timeout=1, socket_timeout=1
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.redis_url,
+                max_connections=SEQ_READ_CONNECTIONS,
+                timeout=2,
+                socket_connect_timeout=1,
+                socket_timeout=1,
             )
+            self._commands = aioredis.Redis(connection_pool=pool)
         try:
             await asyncio.wait_for(self.subscribed.wait(), timeout=2)
             values = await self._commands.mget([seq_key(t) for t in ordered])
