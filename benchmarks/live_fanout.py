@@ -39,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from array import array
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -65,6 +66,7 @@ SUBJECTS = {
 STALLED_RCVBUF = 4096
 CONNECT_CONCURRENCY = 50
 QUIET_SECONDS = 2.0
+HEARTBEAT_SECONDS = 6.0  # the metrics heartbeat reports every 5 s
 
 # Every process of the run (servers, publisher, this one) shares these: one secret
 # so the session cookie made here is valid in the servers, its own Redis prefix so a
@@ -77,7 +79,10 @@ RUN_ENV = {
     "DJANGO_SECURE_SSL_REDIRECT": "false",
     "OPSCONSOLE_LOG_LEVEL": "WARNING",
     "OPSCONSOLE_REDIS_PREFIX": "livebench:",
+    # The run reads the hub's counters (resyncs, drops, 4408 closes) from /metrics.
+    "OPSCONSOLE_METRICS_PUBLIC": "true",
 }
+LIVE_COUNTERS = ("sent", "resyncs", "drops", "closed_slow")
 
 
 # --- servers ---------------------------------------------------------------------
@@ -132,6 +137,7 @@ class WebServer:
     """One server process for a subject, its log in ``logdir``; killed on stop."""
 
     def __init__(self, subject: str, logdir: Path, env: dict[str, str]) -> None:
+        self.subject = subject
         self.port = free_port()
         py = sys.executable
         bind = ["-b", "127.0.0.1", "-p", str(self.port), "-v", "0"]
@@ -200,6 +206,28 @@ class WebServer:
             conns = self.proc.net_connections(kind="tcp")
             return sum(c.status == psutil.CONN_ESTABLISHED for c in conns)
         return -1
+
+    def live_counters(self) -> dict[str, int] | None:
+        """The hub's counters as /metrics shows them; None for the baseline.
+
+        The process reports them every 5 s from its first HTTP request on (the
+        metrics heartbeat), so a first call only starts the reporting."""
+        if not self.subject.startswith("app"):
+            return None
+        from prometheus_client.parser import text_string_to_metric_families
+
+        url = f"{self.url}/metrics"
+        with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 - http
+            text = response.read().decode()
+        found = dict.fromkeys(LIVE_COUNTERS, 0)
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                key = sample.name.removeprefix("opsconsole_live_").removesuffix(
+                    "_total"
+                )
+                if sample.name.startswith("opsconsole_live_") and key in found:
+                    found[key] += int(sample.value)
+        return found
 
     def stop(self) -> None:
         if self.popen.poll() is None:
@@ -473,6 +501,7 @@ class Result:
     client_cpu: list[float]
     sockets: tuple[int, int]
     error_sample: list[str]
+    live: dict[str, int] | None
 
 
 def percentile(ordered: list[float], q: float) -> float:
@@ -497,6 +526,7 @@ def run_subject(
     publisher = None
     sampler = RssSampler(server)
     try:
+        server.live_counters()  # starts the process's reporting
         time.sleep(1)
         rss_idle = server.rss_mb()
         procs = max(1, args.client_procs)
@@ -547,6 +577,8 @@ def run_subject(
         sockets_after = server.sockets()
         sampler.done.set()
         sampler.join()
+        time.sleep(HEARTBEAT_SECONDS)  # one more report, counting the whole run
+        live = server.live_counters()
     except BaseException:
         print(f"--- {subject} log:\n{server.tail()}", file=sys.stderr)
         raise
@@ -597,6 +629,7 @@ def run_subject(
         client_cpu=[100 * r["cpu"] / r["wall"] for r in reports],
         error_sample=sample,
         sockets=(sockets_before, sockets_after),
+        live=live,
     )
 
 
@@ -638,6 +671,13 @@ def table(results: list[Result], args: argparse.Namespace) -> str:
             "closed by server",
             [
                 ", ".join(f"{n}x{c}" for c, n in sorted(r.closed.items())) or "-"
+                for r in results
+            ],
+        ),
+        (
+            "hub: frames, snapshots (1 per subscribe), drops, 4408 closes",
+            [
+                ", ".join(f"{r.live[k]:,}" for k in LIVE_COUNTERS) if r.live else "-"
                 for r in results
             ],
         ),
