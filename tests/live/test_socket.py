@@ -80,6 +80,28 @@ async def test_live_socket__unknown_topic__error_and_socket_stays(web, viewer_co
     assert list(snapshot["topics"]) == ["flags"]
 
 
+async def test_live_socket__viewer_sends_actions__refused_and_data_keeps_coming(
+    web, viewer_cookie
+):
+    # The socket is read-only for everyone: actions go through the admin and API,
+    # which check the operator role.
+    actions = [
+        {"type": "flag.toggle", "key": "f", "enabled": False},
+        {"type": "breaker.force_open", "name": "payments"},
+        {"type": "heal", "component": "db"},
+    ]
+    async with live_connect(web, cookie=viewer_cookie) as ws:
+        snapshot = await subscribe(ws, "flags")
+        replies = []
+        for action in actions:
+            await ws.send(json.dumps(action))
+            replies.append(await next_message(ws))
+        publish("flags", {"key": "f", "n": 1}, key="f")
+        (item,) = await deltas(ws, count=1)
+    assert replies == [{"type": "error", "detail": "unknown message type"}] * 3
+    assert item["seq"] == snapshot["topics"]["flags"]["seq"] + 1
+
+
 async def test_live_socket__anonymous__handshake_refused(web):
     with pytest.raises(InvalidStatus) as refused:
         async with live_connect(web, cookie=None):
