@@ -1,10 +1,12 @@
 """Rolling raw samples up into minutes, side by side with a plain SQL percentile.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/metrics_rollup.py [--samples N]
+    PYTHONPATH=. .venv/bin/python benchmarks/metrics_rollup.py [--samples N] [--repeat R]
 
 Uses DATABASE_URL / REDIS_URL when set, else starts embedded servers for the run.
 N raw samples (lognormal values, 100 series, 100 per series and minute) are loaded
-with the persister's COPY writer; then, each timed on its own:
+with the persister's COPY writer; then, each timed on its own, the subjects taking
+turns R times (best and median printed, so a burst of load on the shared machine
+hits all of them alike):
 - ours: ``rollup_due`` for every minute (count, sum, min, max and the log-bucket
   sketch computed in PostgreSQL, upserted into ``metrics_rollup``), then hours
   merged from those minutes;
@@ -12,16 +14,23 @@ with the persister's COPY writer; then, each timed on its own:
   (p50/p95/p99 exact, not mergeable, results fetched, nothing stored);
 - the Python ``ddsketch`` package fed the same rows per series and minute, when
   it is installed (the column is skipped otherwise).
+Then query latency through ``metrics_query`` (the API's selector) after the rolled
+minutes and hours are copied forward in time to fill 30 days of hours and 24 hours
+of minutes: a 30-day query at 1 h step and a 24-hour query at 1 min step, for one
+series and for all 100 series of the name merged (best and median of 5).
 """
 
 import argparse
 import random
+import statistics
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from benchmarks.flags_common import django_setup, servers
 
 SERIES = 100
+QUERY_TURNS = 5
 PER_SERIES_MINUTE = 100
 BASELINE_SQL = """
 SELECT series_id, date_trunc('minute', at, 'UTC'), count(*), sum(value), min(value),
@@ -53,10 +62,19 @@ def load(samples: int, start: datetime) -> datetime:
     return start + timedelta(minutes=-(-samples // per_minute))
 
 
-def ours(end: datetime) -> tuple[float, float, int]:
+def ours(start: datetime, end: datetime) -> tuple[float, float, int]:
+    from django.db import connection
+
     from apps.metrics.models import Resolution
     from apps.metrics.rollups import rollup_due
 
+    with connection.cursor() as cursor:  # every minute due again, nothing rolled
+        cursor.execute("TRUNCATE metrics_rollup, metrics_pendingrollup")
+        cursor.execute(
+            "INSERT INTO metrics_pendingrollup (resolution, bucket_start) "
+            "SELECT 'minute', generate_series(%s, %s, interval '1 minute')",
+            [start, end - timedelta(minutes=1)],
+        )
     later = end + timedelta(days=1)
     started = time.perf_counter()
     minutes = rollup_due(
@@ -100,7 +118,61 @@ def python_ddsketch(start: datetime, end: datetime) -> float | None:
     return time.perf_counter() - started
 
 
-def main(samples: int) -> None:
+def fill_forward(start: datetime, end: datetime) -> None:
+    """Copy the rolled hours back over 30 days and the minutes over 24 hours."""
+    from django.db import connection
+
+    hours = -(-(end - start) // timedelta(hours=1))
+    minutes = (end - start) // timedelta(minutes=1)
+    with connection.cursor() as cursor:
+        for resolution, size, span in (
+            ("hour", timedelta(hours=hours), timedelta(days=30)),
+            ("minute", timedelta(minutes=minutes), timedelta(hours=24)),
+        ):
+            cursor.execute(
+                "INSERT INTO metrics_rollup (resolution, series_id, bucket_start, "
+                "count, sum, min, max, sketch, rolled_at) "
+                "SELECT resolution, series_id, bucket_start - n * %s, count, sum, "
+                "min, max, sketch, now() FROM metrics_rollup, "
+                "generate_series(1, %s) AS n WHERE resolution = %s",
+                [size, span // size, resolution],
+            )
+        cursor.execute("ANALYZE metrics_rollup")
+
+
+def query_latencies(end: datetime) -> list[tuple[str, int, list[float]]]:
+    from apps.metrics.selectors import metrics_query
+
+    cases = [
+        ("30 days at 1 h", timedelta(days=30), 3600),
+        ("24 hours at 1 min", timedelta(hours=24), 60),
+    ]
+    results = []
+    for label, span, step in cases:
+        for who, tags in (("1 series", {"host": "h1"}), ("100 series", {})):
+            timings, buckets = [], 0
+            for _ in range(QUERY_TURNS):
+                started = time.perf_counter()
+                _, rows = metrics_query(
+                    name="bench.rollup", tags=tags, start=end - span, end=end, step=step
+                )
+                timings.append(time.perf_counter() - started)
+                buckets = len(rows)
+            results.append((f"{label}, {who}", buckets, timings))
+    return results
+
+
+def turns(
+    subjects: dict[str, Callable[[], float]], repeat: int
+) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {name: [] for name in subjects}
+    for _ in range(repeat):
+        for name, subject in subjects.items():
+            times[name].append(subject())
+    return times
+
+
+def main(samples: int, repeat: int) -> None:
     django_setup()
     from django.core.management import call_command
 
@@ -108,29 +180,47 @@ def main(samples: int) -> None:
     start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start -= timedelta(days=1)
     end = load(samples, start)
-    sql_seconds, buckets = baseline(start, end)
-    minute_seconds, hour_seconds, minutes = ours(end)
-    dd_seconds = python_ddsketch(start, end)
+    hours: list[float] = []
+    minutes = 0
+
+    def minute_rollup() -> float:
+        nonlocal minutes
+        minute_seconds, hour_seconds, minutes = ours(start, end)
+        hours.append(hour_seconds)
+        return minute_seconds
+
+    subjects: dict[str, Callable[[], float]] = {
+        "ours: minute rollups (sketch in SQL, upsert)": minute_rollup,
+        "plain SQL percentile_cont GROUP BY": lambda: baseline(start, end)[0],
+    }
+    if python_ddsketch(start, start) is not None:
+        subjects["Python ddsketch, fed per series-minute"] = lambda: (
+            python_ddsketch(start, end) or 0.0
+        )
+    times = turns(subjects, repeat)
+    times["ours: hours merged from the minutes"] = hours
     per_m = 1e6 / samples
-    print(f"{samples:,} raw samples, {buckets:,} series-minutes, one run")
-    print(f"{'subject':44} {'s':>7} {'s per 1M':>9}")
-    lines = [
-        ("ours: minute rollups (sketch in SQL, upsert)", minute_seconds),
-        ("plain SQL percentile_cont GROUP BY", sql_seconds),
-        ("ours: hours merged from the minutes", hour_seconds),
-    ]
-    if dd_seconds is not None:
-        lines.append(("Python ddsketch, fed per series-minute", dd_seconds))
-    for name, seconds in lines:
-        print(f"{name:44} {seconds:7.2f} {seconds * per_m:9.2f}")
-    if dd_seconds is None:
-        print("ddsketch is not installed: its column is skipped")
-    print(f"minute buckets rolled: {minutes}")
+    print(f"{samples:,} raw samples, {baseline(start, end)[1]:,} series-minutes")
+    print(f"{'subject':44} {'best s':>7} {'median':>7} {'best per 1M':>11}")
+    for name, seconds in times.items():
+        best, median = min(seconds), statistics.median(seconds)
+        print(f"{name:44} {best:7.2f} {median:7.2f} {best * per_m:11.2f}")
+    if "Python ddsketch, fed per series-minute" not in subjects:
+        print("ddsketch is not installed: its row is skipped")
+    print(f"minute buckets rolled per turn: {minutes}; turns: {repeat}")
+    fill_forward(start, end)
+    print(
+        f"{'query (metrics_query)':34} {'buckets':>7} {'best ms':>8} {'median ms':>9}"
+    )
+    for label, buckets, timings in query_latencies(end):
+        best, median = min(timings) * 1e3, statistics.median(timings) * 1e3
+        print(f"{label:34} {buckets:7} {best:8.1f} {median:9.1f}")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--samples", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
     arguments = parser.parse_args()
     with servers():
-        main(arguments.samples)
+        main(arguments.samples, arguments.repeat)

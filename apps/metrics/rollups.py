@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 
 from apps.metrics.models import Resolution
-from apps.metrics.sketch import bucket_key_from_parts_sql, bucket_parts_sql
+from apps.metrics.sketch import bucket_code_sql, bucket_key_from_code_sql
 
 SIZE = {
     Resolution.MINUTE: timedelta(minutes=1),
@@ -39,23 +39,24 @@ ON CONFLICT (resolution, series_id, bucket_start) DO UPDATE SET
     count = EXCLUDED.count, sum = EXCLUDED.sum, min = EXCLUDED.min,
     max = EXCLUDED.max, sketch = EXCLUDED.sketch, rolled_at = EXCLUDED.rolled_at
 """
-_SIGN, _INDEX = bucket_parts_sql("value")
-# One pass over the raw rows: count, sum, min and max per (series, minute, bucket),
-# then one row per (series, minute) merged from its buckets, the keys built last.
+# One pass over the raw rows of one run of consecutive minutes (a range scan, no
+# per-row list test): count, sum, min and max per (series, minute, bucket code),
+# then one row per (series, minute) merged from its buckets, the text keys built
+# last. date_bin on timestamptz is integer arithmetic; date_trunc with a time
+# zone converts every row.
 MINUTE_SQL = f"""
 WITH k AS (
-    SELECT series_id, date_trunc('minute', at, 'UTC') AS b, {_SIGN} AS sg,
-           {_INDEX} AS ix, count(*) AS c, sum(value) AS s, min(value) AS lo,
-           max(value) AS hi
+    SELECT series_id, date_bin('1 minute', at, '2000-01-01 00:00+00') AS b,
+           {bucket_code_sql("value")} AS code, count(*) AS c, sum(value) AS s,
+           min(value) AS lo, max(value) AS hi
     FROM metrics_sample
     WHERE at >= %(low)s AND at < %(high)s
-      AND date_trunc('minute', at, 'UTC') = ANY(%(buckets)s)
-    GROUP BY 1, 2, 3, 4
+    GROUP BY 1, 2, 3
 )
 INSERT INTO metrics_rollup
     (resolution, series_id, bucket_start, count, sum, min, max, sketch, rolled_at)
 SELECT %(resolution)s, series_id, b, sum(c), sum(s), min(lo), max(hi),
-       jsonb_object_agg({bucket_key_from_parts_sql("sg", "ix")}, c), now()
+       jsonb_object_agg({bucket_key_from_code_sql("code")}, c), now()
 FROM k GROUP BY series_id, b
 ON CONFLICT (resolution, series_id, bucket_start) DO UPDATE SET
     count = EXCLUDED.count, sum = EXCLUDED.sum, min = EXCLUDED.min,
@@ -102,7 +103,8 @@ def rollup_due(
             "high": buckets[-1] + SIZE[resolution],
         }
         if resolution is Resolution.MINUTE:
-            cursor.execute(MINUTE_SQL, params)
+            for low, high in _runs(buckets, SIZE[resolution]):
+                cursor.execute(MINUTE_SQL, {**params, "low": low, "high": high})
         else:
             source = SOURCE[resolution]
             cursor.execute(
@@ -112,6 +114,18 @@ def rollup_due(
             parents = sorted({_truncate(b, PARENT[resolution]) for b in buckets})
             cursor.execute(MARK_SQL, [PARENT[resolution].value, parents])
     return len(buckets)
+
+
+def _runs(buckets: list[datetime], size: timedelta) -> list[tuple[datetime, datetime]]:
+    """Sorted ``buckets`` as [start, end) ranges of consecutive buckets."""
+    runs = [(buckets[0], buckets[0] + size)]
+    for bucket in buckets[1:]:
+        low, high = runs[-1]
+        if bucket == high:
+            runs[-1] = (low, bucket + size)
+        else:
+            runs.append((bucket, bucket + size))
+    return runs
 
 
 def _truncate(moment: datetime, resolution: Resolution) -> datetime:

@@ -20,22 +20,26 @@ ZERO_KEY = "z"
 NEGATIVE_PREFIX = "n"
 
 
-def bucket_parts_sql(column: str) -> tuple[str, str]:
-    """SQL giving ``column``'s bucket as (sign: -1, 0 for the zero bucket, 1; index,
-    NULL in the zero bucket): integers, cheap to group by before keys are built."""
-    indexable = f"abs({column}) >= {MIN_INDEXABLE!r}"
-    sign = f"CASE WHEN {indexable} THEN sign({column})::int ELSE 0 END"
-    index = (
-        f"CASE WHEN {indexable} THEN ceil(ln(abs({column})) / {LN_GAMMA!r})::int END"
-    )
-    return sign, index
+# Bucket codes: one integer per bucket, so raw rows group on a single int key:
+# 0 for the zero bucket, sign * (index + CODE_OFFSET) otherwise (|index| stays far
+# below the offset for any float8: ln(1e308) / ln(gamma) is about 35,000).
+CODE_OFFSET = 1 << 20
 
 
-def bucket_key_from_parts_sql(sign: str, index: str) -> str:
-    """SQL giving the text key of the bucket (``sign``, ``index``)."""
+def bucket_code_sql(column: str) -> str:
+    """SQL giving ``column``'s bucket code (see CODE_OFFSET)."""
     return (
-        f"CASE {sign} WHEN 0 THEN '{ZERO_KEY}' WHEN 1 THEN {index}::text "
-        f"ELSE '{NEGATIVE_PREFIX}' || {index} END"
+        f"CASE WHEN abs({column}) >= {MIN_INDEXABLE!r} THEN sign({column})::int * "
+        f"(ceil(ln(abs({column})) / {LN_GAMMA!r})::int + {CODE_OFFSET}) ELSE 0 END"
+    )
+
+
+def bucket_key_from_code_sql(code: str) -> str:
+    """SQL giving the text key (``z``, ``<index>``, ``n<index>``) of a bucket code."""
+    return (
+        f"CASE WHEN {code} = 0 THEN '{ZERO_KEY}' "
+        f"WHEN {code} > 0 THEN ({code} - {CODE_OFFSET})::text "
+        f"ELSE '{NEGATIVE_PREFIX}' || (-{code} - {CODE_OFFSET}) END"
     )
 
 
