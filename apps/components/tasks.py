@@ -59,20 +59,10 @@ def beat_heartbeat() -> bool:
 
 
 # Not acks_late-sensitive: a redelivered batch finds its claim gone and does nothing.
-# ``starts_at``, parallel to the ids: each check's due time (epoch s) or None (now).
 @shared_task(name=RUN_BATCH_TASK, ignore_result=True)
-def run_batch(
-    component_ids: list[int],
-    claim_token: str,
-    starts_at: list[float | None] | None = None,
-) -> int:
-    starts = {
-        pk: start
-        for pk, start in zip(component_ids, starts_at or (), strict=False)
-        if start is not None
-    }
+def run_batch(component_ids: list[int], claim_token: str) -> int:
     return components_run_batch(
-        component_ids=component_ids, claim_token=UUID(claim_token), starts_at=starts
+        component_ids=component_ids, claim_token=UUID(claim_token)
     )
 
 

@@ -1,9 +1,7 @@
-"""The batch runner: one event loop and HTTP session per process, cached configs,
-checks held back until their due time."""
+"""The batch runner: one event loop and HTTP session per process, cached configs."""
 
 import json
 import os
-import time
 
 import pytest
 
@@ -82,28 +80,3 @@ def test_run_jobs__invalid_stored_text__unhealthy_without_a_request(
     assert outcome.status == "unhealthy"
     assert outcome.message == "invalid config: 1 error(s)"
     assert target.received == []
-
-
-def test_run_jobs__start_time_ahead__check_starts_no_earlier(target, fresh_runner):
-    start = time.time() + 0.3
-    outcomes = run_jobs(
-        [_job(1, {"url": target.url("/later")}), _job(2, {"url": target.url("/now")})],
-        starts_at={1: start},
-    )
-    assert [outcome.status for outcome in outcomes] == ["healthy", "healthy"]
-    arrived = {request.path: request.at for request in target.received}
-    assert arrived["/later"] >= start
-    assert arrived["/now"] < start
-
-
-def test_run_jobs__start_time_far_ahead__held_back_at_most_the_limit(
-    target, fresh_runner, monkeypatch
-):
-    monkeypatch.setattr(runner, "MAX_EARLY_SECONDS", 0.05)
-    began = time.time()
-    [outcome] = run_jobs(
-        [_job(1, {"url": target.url("/far")})], starts_at={1: began + 3600}
-    )
-    assert outcome.status == "healthy"
-    [request] = target.received
-    assert began + 0.05 <= request.at < began + 3600

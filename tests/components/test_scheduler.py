@@ -2,9 +2,11 @@
 
 import os
 import signal
+import time
 import uuid
 from collections import Counter
 from datetime import timedelta
+from types import SimpleNamespace
 from unittest import mock
 
 import pytest
@@ -12,9 +14,13 @@ from celery import current_app
 from django.db.models import Count
 from django.utils import timezone
 
-from apps.components import tasks
+from apps.components import checker
 from apps.components.models import Component, HealthResult
-from apps.components.services import components_dispatch_due, components_run_batch
+from apps.components.services import (
+    components_dispatch_due,
+    components_run_batch,
+    scheduling,
+)
 from tests.components.helpers import make_component
 from tests.procs import celery_worker, running_workers_paused, wait_until
 
@@ -68,27 +74,34 @@ def test_dispatch__claim_expired__claimed_again_and_old_batch_does_nothing(
     assert Component.objects.get(pk=component.pk).claimed_until is None
 
 
+@pytest.fixture
+def sent(monkeypatch):
+    """The options of each batch sent (args, eta), in order."""
+    calls = []
+    monkeypatch.setattr(
+        current_app, "send_task", lambda name, **options: calls.append(options)
+    )
+    return calls
+
+
 @pytest.mark.django_db
-def test_dispatch__due_before_next_tick__claimed_to_start_at_its_due_time(
-    django_capture_on_commit_callbacks, monkeypatch
+def test_dispatch__due_before_next_tick__claimed_and_sent_for_its_due_time(
+    django_capture_on_commit_callbacks, sent
 ):
     now = timezone.now()
     soon = make_component(
         next_check_at=now + timedelta(seconds=0.5), interval_seconds=60
     )
     make_component(next_check_at=now + timedelta(seconds=1.5))
-    sent = []
-    monkeypatch.setattr(
-        current_app, "send_task", lambda name, **options: sent.append(options)
-    )
     claimed, batches = _dispatch(django_capture_on_commit_callbacks, now)
     assert claimed == 1
     for callback in batches:
         callback()
     due = now + timedelta(seconds=0.5)
     [options] = sent
-    assert options["args"] == [[soon.pk], mock.ANY, [due.timestamp()]]
-    assert options["eta"] is None or options["eta"] <= due
+    assert options["args"] == [[soon.pk], mock.ANY]
+    # Sent to start at its due time (unless that passed while sending).
+    assert options["eta"] in (None, due)
     soon.refresh_from_db()
     # The next run and the claim's expiry count from the due time, not the claim.
     assert due + timedelta(seconds=60) <= soon.next_check_at
@@ -97,25 +110,45 @@ def test_dispatch__due_before_next_tick__claimed_to_start_at_its_due_time(
 
 
 @pytest.mark.django_db
+def test_dispatch__due_times_ahead__sliced_each_sent_for_its_last(
+    django_capture_on_commit_callbacks, sent, monkeypatch
+):
+    now = timezone.now()
+    # As if sent at ``now``: an ETA is kept only while it is ahead of the clock.
+    clock = SimpleNamespace(time=now.timestamp, perf_counter=time.perf_counter)
+    monkeypatch.setattr(scheduling, "time", clock)
+    offsets = [-5, -0.2, 0.1, 0.2, 0.34, 0.6, 0.8]
+    made = [
+        make_component(next_check_at=now + timedelta(seconds=offset))
+        for offset in offsets
+    ]
+    claimed, batches = _dispatch(django_capture_on_commit_callbacks, now)
+    for callback in batches:
+        callback()
+    assert claimed == 7
+    pks = [component.pk for component in made]
+    assert [(options["args"][0], options["eta"]) for options in sent] == [
+        (pks[0:2], None),
+        (pks[2:5], now + timedelta(seconds=0.34)),
+        (pks[5:7], now + timedelta(seconds=0.8)),
+    ]
+
+
+@pytest.mark.django_db
 def test_dispatch__claim_expired__runs_now_and_next_counts_from_now(
-    django_capture_on_commit_callbacks, monkeypatch
+    django_capture_on_commit_callbacks, sent
 ):
     component = make_component(interval_seconds=60)
     now = timezone.now()
     _dispatch(django_capture_on_commit_callbacks, now)
     held_next = Component.objects.get(pk=component.pk).next_check_at
     later = now + timedelta(seconds=25)
-    sent = []
-    monkeypatch.setattr(
-        current_app, "send_task", lambda name, **options: sent.append(options)
-    )
     claimed, batches = _dispatch(django_capture_on_commit_callbacks, later)
     for callback in batches:
         callback()
     assert claimed == 1
     [options] = sent
-    assert len(options["args"]) == 2, "no start time: it runs at once"
-    assert options["eta"] is None
+    assert options["eta"] is None, "it runs at once"
     component.refresh_from_db()
     assert (
         later + timedelta(seconds=60)
@@ -124,22 +157,32 @@ def test_dispatch__claim_expired__runs_now_and_next_counts_from_now(
     )
 
 
-@pytest.mark.django_db
-def test_run_batch_task__start_times_by_position__passed_per_component(monkeypatch):
-    seen = {}
+_claims_seen = []
 
-    def fake_run_batch(**kwargs):
-        seen.update(kwargs)
-        return 0
 
-    monkeypatch.setattr(tasks, "components_run_batch", fake_run_batch)
+@checker("tests.claim_seen")
+def _claim_seen(slug: str) -> bool:
+    """Note the component's claim expiry as the check finds it mid-run."""
+    _claims_seen.append(Component.objects.get(slug=slug).claimed_until)
+    return True
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_run_batch__claim_about_to_expire__lasts_the_run_from_its_start():
+    config = {"name": "tests.claim_seen", "params": {"slug": "renewed"}}
+    component = make_component(
+        kind="python", config=config, slug="renewed", timeout_seconds=5
+    )
     token = uuid.uuid4()
-    tasks.run_batch([7, 8, 9], str(token), [None, 123.5, None])
-    assert seen == {
-        "component_ids": [7, 8, 9],
-        "claim_token": token,
-        "starts_at": {8: 123.5},
-    }
+    about_to_expire = timezone.now() + timedelta(seconds=1)
+    Component.objects.filter(pk=component.pk).update(
+        claim_token=token, claimed_until=about_to_expire
+    )
+    _claims_seen.clear()
+    started = timezone.now()
+    assert components_run_batch(component_ids=[component.pk], claim_token=token) == 1
+    assert _claims_seen[0] >= started + timedelta(seconds=5 + 10)
+    assert Component.objects.get(pk=component.pk).claimed_until is None
 
 
 def _results_per_component(components) -> Counter:

@@ -13,8 +13,6 @@ import asyncio
 import functools
 import os
 import threading
-import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,9 +33,6 @@ from apps.components.checkers.http import session_bound, session_new
 
 log = structlog.get_logger(__name__)
 CONCURRENCY = 200
-# A check is never held back longer than this before its due time (the dispatcher
-# claims at most this far ahead), whatever clock its due time came from.
-MAX_EARLY_SECONDS = 2.0
 # Validated configs kept per process, keyed by kind and stored JSON text.
 CONFIG_CACHE_SIZE = 32768
 
@@ -107,32 +102,21 @@ def _cancel_pending(loop: asyncio.AbstractEventLoop) -> None:
         loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
 
 
-def run_jobs(
-    jobs: list[CheckJob], *, starts_at: Mapping[int, float] | None = None
-) -> list[CheckOutcome]:
-    """The outcomes of ``jobs``, in order; blocks until all are done.
-
-    ``starts_at`` holds a component's check back until that time (epoch seconds),
-    at most ``MAX_EARLY_SECONDS``: the dispatcher claims checks shortly before they
-    fall due so that each starts on time."""
+def run_jobs(jobs: list[CheckJob]) -> list[CheckOutcome]:
+    """The outcomes of ``jobs``, in order; blocks until all are done."""
     runtime = _runtime()
     try:
-        return runtime.loop.run_until_complete(_run_all(runtime, jobs, starts_at or {}))
+        return runtime.loop.run_until_complete(_run_all(runtime, jobs))
     except BaseException:
         # Interrupted (a time limit, a signal): leave no task behind for the next batch.
         runner_close()
         raise
 
 
-async def _run_all(
-    runtime: _Runtime, jobs: list[CheckJob], starts_at: Mapping[int, float]
-) -> list[CheckOutcome]:
+async def _run_all(runtime: _Runtime, jobs: list[CheckJob]) -> list[CheckOutcome]:
     limit = asyncio.Semaphore(CONCURRENCY)
 
     async def bounded(job: CheckJob) -> CheckOutcome:
-        start = starts_at.get(job.component_id)
-        if start is not None and (early := start - time.time()) > 0:
-            await asyncio.sleep(min(early, MAX_EARLY_SECONDS))
         async with limit:
             return await run_job(job)
 

@@ -2,7 +2,7 @@
 
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -11,6 +11,7 @@ from django.contrib.auth.models import User
 from django.db import models, transaction
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from apps import flags
@@ -33,10 +34,12 @@ CLAIM_MARGIN_SECONDS = 10
 CHECKS_SWITCH = "opsconsole.checks.enabled"
 # A dispatch tick stops after this many batches; the next tick takes the rest.
 MAX_BATCHES_PER_TICK = 50
-# A tick (every second) also claims what falls due before the next one; the batch
-# is sent to start at its first check's due time and starts each check at its own,
-# so a check waits neither for the tick nor behind the batches of the tick.
+# A tick (every second) also claims what falls due before the next one, in slices
+# of due times at most this wide, each sent to start when its last check falls due:
+# a check starts at most a slice late, waits for no tick, and no worker process is
+# held idle waiting for a due time.
 LOOKAHEAD_SECONDS = 1.0
+SLICE_SECONDS = 0.25
 
 
 def components_dispatch_due(*, now: datetime, batch_size: int = 100) -> int:
@@ -79,10 +82,6 @@ def _claim_batch(*, now: datetime, batch_size: int) -> int:
     if not rows:
         return 0
     ids = [pk for pk, _, _ in rows]
-    starts_at = [
-        due_at.timestamp() if claimed is None and due_at > now else None
-        for _, due_at, claimed in rows
-    ]
     token = uuid.uuid4()
     # Next run and claim expiry count from the check's due time: its next_check_at,
     # or now if that has passed or its claim expired (a lost check runs again now).
@@ -104,28 +103,52 @@ def _claim_batch(*, now: datetime, batch_size: int) -> int:
         ),
         claim_token=token,
     )
-    _enqueue_on_commit(ids, token, starts_at)
+    for slice_ids, last_due in _slices(rows, now):
+        _enqueue_on_commit(slice_ids, token, starts_at=last_due)
     return len(ids)
 
 
+def _slices(
+    rows: list[tuple[int, datetime, datetime | None]], now: datetime
+) -> list[tuple[list[int], float | None]]:
+    """``rows`` (id, due, claim expiry; by due) as batches to send: those due by now
+    (or whose claim expired) at once, the rest in slices of due times at most
+    ``SLICE_SECONDS`` wide, each with its last due time (epoch seconds)."""
+    overdue = [pk for pk, due, claimed in rows if claimed is not None or due <= now]
+    ahead = [
+        (pk, due.timestamp())
+        for pk, due, claimed in rows
+        if claimed is None and due > now
+    ]
+    slices: list[tuple[list[int], float | None]] = [(overdue, None)] if overdue else []
+    group: list[int] = []
+    first = last = 0.0
+    for pk, due in ahead:
+        if group and due - first > SLICE_SECONDS:
+            slices.append((group, last))
+            group = []
+        if not group:
+            first = due
+        group.append(pk)
+        last = due
+    if group:
+        slices.append((group, last))
+    return slices
+
+
 def _enqueue_on_commit(
-    ids: list[int], token: uuid.UUID, starts_at: list[float | None] | None = None
+    ids: list[int], token: uuid.UUID, *, starts_at: float | None = None
 ) -> None:
-    """Send the batch after commit. ``starts_at``: each check's due time (None: now);
-    when all are ahead, the batch is sent to start at the earliest."""
-    args: list[object] = [ids, str(token)]
-    first = None
-    if starts_at is not None and any(start is not None for start in starts_at):
-        args.append(starts_at)
-        if None not in starts_at:
-            first = min(start for start in starts_at if start is not None)
-    transaction.on_commit(lambda: _send(args, first))
+    """Send the batch after commit; with ``starts_at`` (epoch seconds), to start
+    then (never later than the lookahead from the send)."""
+    transaction.on_commit(lambda: _send([ids, str(token)], starts_at))
 
 
-def _send(args: list[object], first: float | None) -> None:
+def _send(args: list[object], starts_at: float | None) -> None:
     eta = None
-    # Never later than the lookahead, whatever clock ``now`` came from.
-    if first is not None and (start := min(first, time.time() + LOOKAHEAD_SECONDS)):
+    if starts_at is not None:
+        # Capped: ``now`` may have come from another clock than this process's.
+        start = min(starts_at, time.time() + LOOKAHEAD_SECONDS)
         eta = datetime.fromtimestamp(start, UTC) if start > time.time() else None
     current_app.send_task(RUN_BATCH_TASK, args=args, eta=eta)
 
@@ -163,29 +186,52 @@ def components_run_batch(
     *,
     component_ids: Sequence[int],
     claim_token: uuid.UUID,
-    starts_at: Mapping[int, float] | None = None,
 ) -> int:
-    """Check the components still held under ``claim_token`` and record the results.
-
-    ``starts_at``: a component's due time (epoch seconds) when it was claimed ahead
-    of it; its check starts then."""
+    """Check the components still held under ``claim_token`` and record the results."""
+    began = time.perf_counter()
+    _claim_renew(component_ids=component_ids, claim_token=claim_token)
     jobs = check_jobs_for_claim(component_ids=component_ids, claim_token=claim_token)
     if not jobs:
         return 0
+    checking = time.perf_counter()
     outcomes: dict[int, CheckOutcome] = dict(
         zip(
             (job.component_id for job in jobs),
-            run_jobs(jobs, starts_at=starts_at),
+            run_jobs(jobs),
             strict=True,
         )
     )
+    recording = time.perf_counter()
     transitions = results_record(
         claim_token=claim_token, outcomes=outcomes, now=timezone.now()
     )
     log.info(
-        "component.batch_checked", checks=len(outcomes), transitions=len(transitions)
+        "component.batch_checked",
+        checks=len(outcomes),
+        transitions=len(transitions),
+        claim_ms=round((checking - began) * 1000, 1),
+        check_ms=round((recording - checking) * 1000, 1),
+        record_ms=round((time.perf_counter() - recording) * 1000, 1),
     )
     return len(outcomes)
+
+
+def _claim_renew(*, component_ids: Sequence[int], claim_token: uuid.UUID) -> None:
+    """Make the claim last the batch's run from now: a batch that waited in the
+    queue must not see its claim expire mid-run (and the checks claimed and run
+    again). Never shortens a claim (one taken ahead counts from the due time)."""
+    Component.objects.filter(
+        id__in=list(component_ids), claim_token=claim_token
+    ).update(
+        claimed_until=Greatest(
+            "claimed_until",
+            RawSQL(
+                "%s + make_interval(secs => timeout_seconds * (retries + 1) + %s)",
+                (timezone.now(), CLAIM_MARGIN_SECONDS),
+                output_field=models.DateTimeField(),
+            ),
+        )
+    )
 
 
 def results_prune(*, older_than: datetime, batch_size: int = 5000) -> int:
