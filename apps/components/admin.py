@@ -29,6 +29,8 @@ from apps.components.models import (
     MaintenanceWindow,
     StateChange,
 )
+from apps.components.notifications.selectors import channel_ids_of
+from apps.components.notifications.services import notification_test_send
 from apps.components.selectors import (
     component_config_public,
     component_get,
@@ -213,6 +215,7 @@ class ComponentAdmin(admin.ModelAdmin):
         "resume",
         "maintenance_start",
         "maintenance_end",
+        "send_test_notification",
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Component]:
@@ -352,6 +355,30 @@ class ComponentAdmin(admin.ModelAdmin):
     maintenance_end = _with_reason(
         "maintenance_end", "End maintenance", maintenance_end, required=True
     )
+
+    @admin.action(
+        description="Send a test notification through their channels",
+        permissions=["change"],
+    )
+    def send_test_notification(
+        self, request: HttpRequest, queryset: QuerySet[Component]
+    ) -> None:
+        channel_ids = channel_ids_of(
+            component_ids=queryset.values_list("pk", flat=True)
+        )
+        if not channel_ids:
+            self.message_user(
+                request, "None of them has an enabled channel.", messages.WARNING
+            )
+            return
+        for channel_id in channel_ids:
+            notification_test_send(channel_id=channel_id, **_operator(request))
+        self.message_user(
+            request,
+            f"Queued a test notification through {len(channel_ids)} channel(s); "
+            "see Notifications.",
+            messages.SUCCESS,
+        )
 
 
 @admin.register(HealthResult)

@@ -25,6 +25,7 @@ from tests.factories import bearer, make_token, make_user
 pytestmark = pytest.mark.django_db
 PLANTED = "Pl4nted-h00k-secret-xyzzy"
 CHANNELS_URL = reverse("admin:components_notificationchannel_changelist")
+COMPONENTS_URL = reverse("admin:components_component_changelist")
 
 
 def _check(component, capture) -> None:
@@ -170,6 +171,45 @@ def test_admin_action_send_test__viewer__not_offered(client):
     page = client.get(CHANNELS_URL)
     assert page.status_code == 200
     assert "send_test" not in page.content.decode()
+
+
+def test_component_action_send_test__shared_channel__one_test_send_per_channel(
+    client, django_capture_on_commit_callbacks, target
+):
+    first, second, third = (make_component() for _ in range(3))
+    make_channel(
+        kind="slack", config={"url": target.url("/shared")}, components=(first, second)
+    )
+    make_channel(kind="slack", config={"url": target.url("/own")}, components=(third,))
+    make_channel(components=(first,), enabled=False)
+    client.force_login(make_user(role="operator"))
+    chosen = {
+        "action": "send_test_notification",
+        "_selected_action": [first.pk, second.pk, third.pk],
+    }
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client.post(COMPONENTS_URL, chosen, follow=True)
+    assert "through 2 channel(s)" in response.content.decode()
+    for test_send in Notification.objects.filter(event="test"):
+        notification_deliver(notification_id=test_send.pk)
+    assert sorted(r.path for r in target.received) == ["/own", "/shared"]
+
+
+def test_component_action_send_test__no_channel__warned_and_nothing_queued(client):
+    component = make_component()
+    client.force_login(make_user(role="operator"))
+    chosen = {"action": "send_test_notification", "_selected_action": [component.pk]}
+    response = client.post(COMPONENTS_URL, chosen, follow=True)
+    assert "None of them has an enabled channel." in response.content.decode()
+    assert not Notification.objects.exists()
+
+
+def test_component_action_send_test__viewer__not_offered(client):
+    make_component()
+    client.force_login(make_user(role="viewer"))
+    page = client.get(COMPONENTS_URL)
+    assert page.status_code == 200
+    assert "send_test_notification" not in page.content.decode()
 
 
 def test_api_test_send__write_token__202_and_queued(

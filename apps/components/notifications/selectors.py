@@ -45,6 +45,18 @@ def channels_named(*, names: Iterable[str]) -> list[NotificationChannel]:
     return found
 
 
+def channel_ids_of(*, component_ids: Iterable[int]) -> list[int]:
+    """The enabled channels of any of ``component_ids``, each once, by id."""
+    return list(
+        NotificationChannel.objects.filter(
+            enabled=True, components__in=list(component_ids)
+        )
+        .values_list("id", flat=True)
+        .distinct()
+        .order_by("id")
+    )
+
+
 def channel_list() -> QuerySet[NotificationChannel]:
     """Channels with the slugs of their components."""
     return NotificationChannel.objects.prefetch_related("components")
