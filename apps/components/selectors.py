@@ -15,7 +15,6 @@ from django.db.models import (
     Q,
     QuerySet,
     Subquery,
-    TextField,
     Window,
 )
 from django.db.models.functions import Cast, RowNumber
@@ -24,7 +23,6 @@ from django.utils import timezone
 
 from apps.components.checkers import KINDS
 from apps.components.checkers.base import MASK, secret_fields
-from apps.components.checkers.runner import CheckJob
 from apps.components.lateness import component_state_shown, state_shown
 from apps.components.models import (
     Component,
@@ -111,24 +109,6 @@ def _public(value: Any) -> Any:
         return value
     netloc = parts.netloc.replace(f":{parts.password}@", f":{MASK}@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
-
-
-def check_jobs_for_claim(
-    *, component_ids: Iterable[int], claim_token: UUID
-) -> list[CheckJob]:
-    """The checks to run for the components still held under ``claim_token``."""
-    # The config as its stored JSON text: the runner validates each text once.
-    rows = Component.objects.filter(
-        id__in=list(component_ids), claim_token=claim_token
-    ).values_list(
-        "id",
-        "kind",
-        Cast("config", output_field=TextField()),
-        "timeout_seconds",
-        "retries",
-        "slug",
-    )
-    return [CheckJob(*row) for row in rows]
 
 
 def component_ids_in_maintenance(

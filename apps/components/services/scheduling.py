@@ -4,22 +4,21 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 from celery import current_app
 from django.contrib.auth.models import User
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from apps import flags
 from apps.components.checkers.base import CheckOutcome
-from apps.components.checkers.runner import run_jobs
+from apps.components.checkers.runner import CheckJob, run_jobs
 from apps.components.models import Component, HealthResult, Kind
 from apps.components.recording import results_record
-from apps.components.selectors import check_jobs_for_claim
 from apps.components.services.common import component_locked
 from apps.core.exceptions import Conflict
 from apps.core.models import AuditEvent
@@ -189,8 +188,7 @@ def components_run_batch(
 ) -> int:
     """Check the components still held under ``claim_token`` and record the results."""
     began = time.perf_counter()
-    _claim_renew(component_ids=component_ids, claim_token=claim_token)
-    jobs = check_jobs_for_claim(component_ids=component_ids, claim_token=claim_token)
+    jobs = _claim_renew(component_ids=component_ids, claim_token=claim_token)
     if not jobs:
         return 0
     checking = time.perf_counter()
@@ -216,22 +214,31 @@ def components_run_batch(
     return len(outcomes)
 
 
-def _claim_renew(*, component_ids: Sequence[int], claim_token: uuid.UUID) -> None:
-    """Make the claim last the batch's run from now: a batch that waited in the
-    queue must not see its claim expire mid-run (and the checks claimed and run
-    again). Never shortens a claim (one taken ahead counts from the due time)."""
-    Component.objects.filter(
-        id__in=list(component_ids), claim_token=claim_token
-    ).update(
-        claimed_until=Greatest(
-            "claimed_until",
-            RawSQL(
-                "%s + make_interval(secs => timeout_seconds * (retries + 1) + %s)",
-                (timezone.now(), CLAIM_MARGIN_SECONDS),
-                output_field=models.DateTimeField(),
-            ),
-        )
+def _claim_renew(
+    *, component_ids: Sequence[int], claim_token: uuid.UUID
+) -> list[CheckJob]:
+    """The checks of the components still held under ``claim_token``, their claim
+    made to last the batch's run from now (one statement).
+
+    A batch that waited in the queue must not see its claim expire mid-run (and the
+    checks claimed and run again); a claim is never shortened (one taken ahead counts
+    from the due time). Configs come as their stored JSON text: the runner
+    validates each text once."""
+    sql = (
+        f'UPDATE "{Component._meta.db_table}" SET claimed_until = GREATEST('  # noqa: S608 - the model's table, values bound
+        "claimed_until, %s + make_interval(secs => timeout_seconds * (retries + 1)"
+        " + %s)) WHERE id = ANY(%s) AND claim_token = %s"
+        " RETURNING id, kind, config::text, timeout_seconds, retries, slug"
     )
+    params: list[Any] = [
+        timezone.now(),
+        CLAIM_MARGIN_SECONDS,
+        list(component_ids),
+        claim_token,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [CheckJob(*row) for row in cursor.fetchall()]
 
 
 def results_prune(*, older_than: datetime, batch_size: int = 5000) -> int:
