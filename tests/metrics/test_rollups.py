@@ -69,6 +69,25 @@ def test_minute_rollup__zero_tiny_and_negative_values__one_key_each():
     assert sketch == {"z": 3, "35": 2, "n35": 1}
 
 
+def test_minute_rollup__due_minutes_with_gaps__each_run_rolled_others_untouched():
+    writer = SampleWriter(database=default_database)
+    minutes = (0, 1, 5, 9)
+    writer.write([sample("t.gaps", 1, at=HOUR + timedelta(minutes=m)) for m in minutes])
+    roll_all()
+    # A minute between the runs, written after its rollup: not due, so not rolled.
+    PendingRollup.objects.all().delete()
+    writer.write([sample("t.gaps", 1, at=HOUR + timedelta(minutes=3))])
+    PendingRollup.objects.all().delete()
+    writer.write([sample("t.gaps", 2, at=HOUR + timedelta(minutes=m)) for m in (1, 9)])
+    roll_all()
+    assert [(row[0], row[1], row[2]) for row in minute_rows("t.gaps")] == [
+        (HOUR, 1, 1),
+        (HOUR + timedelta(minutes=1), 2, 3),
+        (HOUR + timedelta(minutes=5), 1, 1),
+        (HOUR + timedelta(minutes=9), 2, 3),
+    ]
+
+
 def test_minute_rollup__late_sample__minute_and_hour_rerolled():
     writer = SampleWriter(database=default_database)
     writer.write([sample("t.late", 10, at=HOUR + timedelta(seconds=5))])
