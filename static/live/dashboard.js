@@ -8,6 +8,7 @@ const FEED_MAX = 100;
 const SILENCE_MS = 45000; // the server pings every 20 s
 const SAMPLE_STALE_MS = 10000; // beat samples queues and workers every 2 s
 const QUEUE_HISTORY = 150;
+const TASKS_STALE_MIN = 2;
 const BACKOFF_MS = [500, 30000];
 const NO_RETRY = new Map([
   [4401, "You are signed out. Reload the page to sign in again."],
@@ -266,7 +267,13 @@ function renderTasks() {
     taskRows.replaceChildren();
     return;
   }
-  taskMinute.textContent = `Runs in the minute from ${minuteOf(report.through)}, the newest one rolled up.`;
+  // A minute rolls up 7-40 s after it ends; older than this, the rollups have stopped.
+  const behind = Math.floor((Date.now() - Date.parse(report.through)) / 60000) - 1;
+  const stale = behind > TASKS_STALE_MIN;
+  taskMinute.dataset.stale = stale ? "true" : "false";
+  taskMinute.textContent = stale
+    ? `Runs in the minute from ${minuteOf(report.through)}, ${behind} min behind: are the metrics rollups running? Newer runs are not counted here.`
+    : `Runs in the minute from ${minuteOf(report.through)}, the newest one rolled up.`;
   const tasks = [...report.tasks].sort((a, b) => a.task.localeCompare(b.task));
   taskRows.replaceChildren(
     ...tasks.map((task) => {

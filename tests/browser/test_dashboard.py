@@ -5,12 +5,15 @@ Screenshots go to var/artifacts/ so CI keeps them.
 
 import re
 import secrets
+import time
 from contextlib import ExitStack
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import redis
 from django.conf import settings
+from django.utils import timezone
 from playwright.sync_api import Browser, Page, expect
 
 from apps.breakers.services import breaker_act, breaker_register
@@ -18,7 +21,13 @@ from apps.core.models import AuditEvent
 from apps.core.roles import OPERATOR, VIEWER
 from apps.flags.services import flag_create
 from apps.healing.models import HealingPolicy
-from apps.live.services import task_outcomes_refresh
+from apps.live import publish
+from apps.live.selectors import TaskMinute, TaskOutcomes, TaskOutcomesReport
+from apps.live.services import (
+    TASKS_DELTA_KEY,
+    task_outcomes_payload,
+    task_outcomes_refresh,
+)
 from opsconsole.beat import beat_lock_key
 from opsconsole.celery import app
 from opsconsole.embedded import free_port
@@ -242,6 +251,7 @@ def test_dashboard__tasks_succeed_fail_and_retry__task_panel_shows_runs_per_minu
     # (Runs that straddle a minute boundary leave the newest minute without some.)
     p95 = re.compile(r"^\d+ ms$") if newest[SUCCEEDS].p95_s is not None else "\u2013"
     expect(rows.locator(f'tr[data-task="{SUCCEEDS}"] .ops-p95')).to_have_text(p95)
+    expect(page.locator("#ops-tasks-minute")).to_have_attribute("data-stale", "false")
     _shot(page, "tasks")
 
     # And a fresh page gets the same from its snapshot
@@ -249,3 +259,28 @@ def test_dashboard__tasks_succeed_fail_and_retry__task_panel_shows_runs_per_minu
     expect(rows.locator(f'tr[data-task="{FAILS}"] .ops-failed')).to_have_text(
         str(newest[FAILS].failed)
     )
+
+
+def test_dashboard__task_figures_minutes_behind__panel_says_so(page: Page, web: str):
+    # Given a viewer on the dashboard
+    username, password = _staff_user(VIEWER)
+    _log_in(page, username, password)
+    page.goto("/dashboard/")
+    expect(page.locator("#ops-connection")).to_have_text("Live")
+
+    # When the newest rolled-up minute is ten minutes old (the rollups stopped)
+    old = timezone.now().replace(second=0, microsecond=0) - timedelta(minutes=10)
+    report = TaskOutcomesReport(
+        through=old,
+        tasks=(TaskOutcomes("live.sample", (TaskMinute(old, 30, 0, 0, 0.01),)),),
+    )
+    payload = task_outcomes_payload(report, computed_at=time.time())
+    publish("queues", payload, key=TASKS_DELTA_KEY)
+
+    # Then the panel shows the figures and says they are behind
+    minute = page.locator("#ops-tasks-minute")
+    expect(minute).to_have_attribute("data-stale", "true")
+    # (10 once the minute turns while the page renders)
+    expect(minute).to_contain_text(re.compile(r"\b(9|10) min behind"))
+    row = page.locator('#ops-tasks tr[data-task="live.sample"]')
+    expect(row.locator(".ops-succeeded")).to_have_text("30")
