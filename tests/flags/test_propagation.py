@@ -1,15 +1,18 @@
 import sys
+import threading
 import time
 
 import pytest
+import redis
 
 import apps.flags as flags
 from apps.core.models import AuditEvent
 from apps.flags import snapshot as snapshot_module
+from apps.flags.engine import compile_snapshot
 from apps.flags.services import flag_create, flag_toggle
 from apps.flags.snapshot import SnapshotCache
 from opsconsole.embedded import EmbeddedValkey, free_port
-from tests.flags.builders import flag_data
+from tests.flags.builders import flag_data, snapshot_of
 from tests.procs import Proc, child_env, wait_until
 
 API = AuditEvent.Source.API
@@ -67,13 +70,26 @@ def test_flag_toggle__other_process_evaluating__sees_new_value_within_a_second(
 
 # A process that loads its snapshot, then forks as Celery's prefork pool does (its
 # database connections closed first): the child must not keep the parent's
-# snapshot and thread, but load afresh and subscribe on its own.
+# snapshot and thread, but load afresh and subscribe on its own. The parent forks
+# once its subscriber is listening: a thread caught mid-import or mid-connect at
+# fork time leaves its locks held in the child, which no at-fork hook can undo.
 FORKING = """
 import os, time
+import redis
+from django.conf import settings
 from django.db import connections
 import apps.flags as flags
-from apps.flags.snapshot import cache
+from apps.flags.snapshot import cache, invalidation_channel
+client = redis.Redis.from_url(settings.REDIS_URL)
+def subscribers():
+    return client.pubsub_numsub(invalidation_channel())[0][1]
+before = subscribers()
 flags.is_enabled("checkout")
+deadline = time.monotonic() + 30
+while subscribers() <= before:
+    assert time.monotonic() < deadline, "the parent never subscribed"
+    time.sleep(0.01)
+client.close()
 connections.close_all()
 parent = os.getpid()
 pid = os.fork()
@@ -98,6 +114,7 @@ def _seen_by(proc: Proc, who: str, value: bool) -> bool:
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_flag_toggle__forked_child_process__reloads_and_sees_new_value(tmp_path):
     flag_create(key="checkout", data=flag_data(), actor=None, reason="", source=API)
+    subscribed = _subscribers()
     proc = Proc(
         "forking",
         [sys.executable, "manage.py", "shell", "-c", FORKING],
@@ -111,7 +128,12 @@ def test_flag_toggle__forked_child_process__reloads_and_sees_new_value(tmp_path)
                 timeout=60,
                 what=f"the {who}'s first evaluation:\n{proc.output()}",
             )
-        wait_until(lambda: _subscribers() >= 2, timeout=10, what="both subscriptions")
+        # The parent subscribed before forking; the child subscribes on its own.
+        wait_until(
+            lambda: _subscribers() >= subscribed + 2,
+            timeout=10,
+            what="both subscriptions",
+        )
         flag_toggle(key="checkout", enabled=False, actor=None, reason="", source=API)
 
         for who in ("parent", "child"):
@@ -215,3 +237,69 @@ async def test_snapshot__first_evaluation_inside_event_loop__loads_without_error
         assert flags.is_enabled("checkout") is True
     finally:
         cache.stop()
+
+
+class _SignallingLock:
+    """A lock that says when someone starts waiting for it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.waiting = threading.Event()
+
+    def __enter__(self) -> "_SignallingLock":
+        self.waiting.set()
+        self.lock.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+@pytest.mark.parametrize("built_meanwhile", [True, False])
+def test_refresh__same_fingerprint_built_while_waiting__no_second_build(
+    monkeypatch, built_meanwhile
+):
+    # Given a process whose own write is rebuilding (holding the build lock) when
+    # its subscriber hears of that write
+    builds = []
+    monkeypatch.setattr(
+        snapshot_module, "build_snapshot", lambda: builds.append(1) or snapshot_of()
+    )
+    monkeypatch.setattr("apps.flags.selectors.flags_state_version", lambda: "v2")
+    cache = SnapshotCache()
+    cache.snapshot = compile_snapshot([], [], version="v1")
+    lock = cache._build_lock = _SignallingLock()
+    lock.lock.acquire()
+    subscriber = threading.Thread(target=cache.refresh)
+    subscriber.start()
+    try:
+        assert lock.waiting.wait(10), "the refresh never reached the build lock"
+        # When that build finishes at the fingerprint the subscriber read
+        if built_meanwhile:
+            cache.snapshot = compile_snapshot([], [], version="v2")
+    finally:
+        lock.lock.release()
+        subscriber.join(10)
+    # Then the subscriber does not build again (and does when it was not built)
+    assert len(builds) == (0 if built_meanwhile else 1)
+
+
+def test_flags_changed__snapshot_loaded__others_told_before_rebuilding_here(
+    monkeypatch,
+):
+    steps = []
+    cache = SnapshotCache()
+    cache.snapshot = compile_snapshot([], [], version="v1")
+    monkeypatch.setattr(snapshot_module, "cache", cache)
+    monkeypatch.setattr(cache, "reload", lambda: steps.append("rebuilt here"))
+    publish = redis.Redis.publish
+
+    def told(self, channel, message):
+        steps.append("told others")
+        return publish(self, channel, message)
+
+    monkeypatch.setattr(redis.Redis, "publish", told)
+
+    snapshot_module.flags_changed()
+
+    assert steps == ["told others", "rebuilt here"]
