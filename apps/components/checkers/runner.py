@@ -4,9 +4,9 @@ Each check runs through its component's breaker (``component:<slug>``): an unhea
 outcome counts as a failure, and an open breaker answers unhealthy without calling out.
 
 A process keeps one event loop and one HTTP session (with its connection pool) per
-thread across batches: a new loop, session and TCP connections per batch cost more
-than the checks themselves. A forked child makes its own (``os.getpid()`` changes);
-``runner_close`` ends them (the worker calls it as a child shuts down).
+thread across batches, instead of a new loop, session and TCP connections for every
+batch. A forked child makes its own (``os.getpid()`` changes); ``runner_close`` ends
+them (the worker calls it as a child shuts down).
 """
 
 import asyncio
