@@ -9,8 +9,9 @@ of the exact lower quantile ``sorted(values)[floor(q * (n - 1))]`` for any value
 magnitude at least ``MIN_INDEXABLE``.
 """
 
+import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 RELATIVE_ACCURACY = 0.01
 GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
@@ -43,6 +44,7 @@ def bucket_key_from_code_sql(code: str) -> str:
     )
 
 
+@functools.lru_cache(maxsize=65_536)
 def _key_value(key: str) -> float:
     if key == ZERO_KEY:
         return 0.0
@@ -59,14 +61,31 @@ def quantile(
 
     ``lowest``/``highest`` are the exact min and max, which bound the estimate.
     """
+    return quantiles(sketch, (q,), lowest=lowest, highest=highest)[0]
+
+
+def quantiles(
+    sketch: Mapping[str, int],
+    qs: Sequence[float],
+    *,
+    lowest: float,
+    highest: float,
+) -> list[float | None]:
+    """``quantile`` of each of ``qs`` (ascending), from one sort and one walk."""
     ordered = sorted((_key_value(key), int(count)) for key, count in sketch.items())
     total = sum(count for _, count in ordered)
     if total == 0:
-        return None
-    rank = q * (total - 1)
+        return [None] * len(qs)
+    found: list[float | None] = []
     seen = 0
-    for value, count in ordered:
-        seen += count
-        if seen > rank:
-            return min(max(value, lowest), highest)
-    return highest
+    walk = iter(ordered)
+    for q in qs:
+        rank = q * (total - 1)
+        while seen <= rank:
+            step = next(walk, None)
+            if step is None:
+                break
+            value, count = step
+            seen += count
+        found.append(min(max(value, lowest), highest) if seen > rank else highest)
+    return found

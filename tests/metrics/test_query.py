@@ -1,0 +1,158 @@
+"""The query selector merges many series' rollups per step bucket: exact count, sum,
+min and max, and percentiles within the sketch's stated relative accuracy."""
+
+import math
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from apps.metrics.db import default_database
+from apps.metrics.models import Resolution
+from apps.metrics.rollups import rollup_due
+from apps.metrics.selectors import metrics_query
+from apps.metrics.sketch import RELATIVE_ACCURACY, quantile, quantiles
+from apps.metrics.storage import SampleWriter
+from tests.metrics.conftest import sample
+
+HOUR = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=6)
+SERIES = [
+    {"env": "prod", "host": "a"},
+    {"env": "prod", "host": "b"},
+    {"env": "dev", "host": "c"},
+]
+
+
+def values_of(hour: int, host: str, rng: random.Random) -> list[float]:
+    """Lognormal latencies, plus negatives and zeros in some hours and hosts."""
+    values = [rng.lognormvariate(3, 1.5) for _ in range(40)]
+    if host == "b":
+        values += [-rng.lognormvariate(1, 1) for _ in range(15)]
+    if hour == 2 and host == "c":
+        values += [0.0] * 130  # the zero bucket holds this hour's p50 for host c
+    return values
+
+
+@pytest.fixture
+def raw(db) -> tuple[str, list[tuple[dict[str, str], datetime, float]]]:
+    """A fresh name's samples in hours 0, 2 and 3 after HOUR (hour 1 has none),
+    rolled up. (The writer commits on its own connection: a name per test.)"""
+    name = f"t.mq{uuid.uuid4().hex[:12]}"
+    rng = random.Random(11)
+    rows = []
+    for hour in (0, 2, 3):
+        for tags in SERIES:
+            for n, value in enumerate(values_of(hour, tags["host"], rng)):
+                at = HOUR + timedelta(hours=hour, minutes=n * 7 % 60, seconds=n % 50)
+                rows.append((tags, at, value))
+    SampleWriter(database=default_database).write(
+        [sample(name, value, at=at, **tags) for tags, at, value in rows]
+    )
+    for resolution in (Resolution.MINUTE, Resolution.HOUR, Resolution.DAY):
+        rollup_due(
+            resolution=resolution, now=HOUR + timedelta(days=2), grace=timedelta(0)
+        )
+    return name, rows
+
+
+def expected(rows, *, tags: dict[str, str], start: datetime, end: datetime, step: int):
+    """The raw values of the matching series, per step bucket that has any."""
+    buckets: dict[datetime, list[float]] = {}
+    for sample_tags, at, value in rows:
+        if start <= at < end and tags.items() <= sample_tags.items():
+            index = (at - start) // timedelta(seconds=step)
+            buckets.setdefault(start + index * timedelta(seconds=step), []).append(
+                value
+            )
+    return dict(sorted(buckets.items()))
+
+
+@pytest.mark.parametrize(
+    ("tags", "hours", "step", "resolution"),
+    [
+        ({}, 4, 3600, Resolution.HOUR),
+        ({"env": "prod"}, 4, 3600, Resolution.HOUR),
+        ({"host": "c"}, 4, 3600, Resolution.HOUR),
+        ({}, 4, 7200, Resolution.HOUR),
+        ({"env": "prod", "host": "b"}, 3, 60, Resolution.MINUTE),
+        ({}, 4, 600, Resolution.MINUTE),
+        ({}, 48, 86400, Resolution.DAY),
+    ],
+)
+def test_query__many_series__exact_aggregates_and_percentiles_within_accuracy(
+    raw, tags, hours, step, resolution
+):
+    name, rows = raw
+    start = HOUR.replace(hour=0) if step == 86400 else HOUR
+    end = start + timedelta(hours=hours)
+    want = expected(rows, tags=tags, start=start, end=end, step=step)
+
+    got_resolution, buckets = metrics_query(
+        name=name, tags=tags, start=start, end=end, step=step
+    )
+
+    assert got_resolution is resolution
+    assert [b.start for b in buckets] == list(want)  # no rows for empty buckets
+    for bucket, values in zip(buckets, want.values(), strict=True):
+        ordered = sorted(values)
+        assert (bucket.count, bucket.min, bucket.max) == (
+            len(values),
+            ordered[0],
+            ordered[-1],
+        )
+        assert bucket.sum == pytest.approx(math.fsum(values), rel=1e-9, abs=1e-9)
+        assert bucket.avg == pytest.approx(bucket.sum / len(values))
+        for q, estimate in zip(
+            (0.5, 0.95, 0.99), (bucket.p50, bucket.p95, bucket.p99), strict=True
+        ):
+            exact = ordered[math.floor(q * (len(ordered) - 1))]
+            assert estimate is not None
+            assert abs(estimate - exact) <= RELATIVE_ACCURACY * abs(exact) * (
+                1 + 1e-9
+            ), (bucket.start, q, estimate, exact)
+
+
+def test_query__zero_bucket_holds_the_median__p50_is_exactly_zero(raw):
+    _, buckets = metrics_query(
+        name=raw[0],
+        tags={"host": "c"},
+        start=HOUR + timedelta(hours=2),
+        end=HOUR + timedelta(hours=3),
+        step=3600,
+    )
+    assert [b.p50 for b in buckets] == [0.0]
+
+
+def test_query__unknown_tags__no_buckets(raw):
+    _, buckets = metrics_query(
+        name=raw[0],
+        tags={"host": "nowhere"},
+        start=HOUR,
+        end=HOUR + timedelta(hours=4),
+        step=3600,
+    )
+    assert buckets == []
+
+
+sketches = st.dictionaries(
+    st.sampled_from(["z"])
+    | st.integers(-400, 400).map(str)
+    | st.integers(-400, 400).map(lambda i: f"n{i}"),
+    st.integers(0, 1000),
+    max_size=60,
+)
+
+
+@given(
+    sketch=sketches,
+    qs=st.lists(st.floats(0, 1), max_size=5).map(sorted),
+    bounds=st.tuples(st.floats(-1e4, 0), st.floats(0, 1e4)),
+)
+def test_quantiles__one_walk__same_as_quantile_one_by_one(sketch, qs, bounds):
+    lowest, highest = bounds
+    assert quantiles(sketch, qs, lowest=lowest, highest=highest) == [
+        quantile(sketch, q, lowest=lowest, highest=highest) for q in qs
+    ]
