@@ -110,12 +110,23 @@ REDIS_URL: str = _redis_url
 # Every key the console writes itself starts with this prefix.
 OPSCONSOLE_REDIS_PREFIX = env_str("OPSCONSOLE_REDIS_PREFIX", "ops:") or "ops:"
 
+# One pool per process for the cache (and so the sessions), shared by every thread
+# and live socket; past the bound a caller waits up to 2 s for a free connection.
+CACHE_MAX_CONNECTIONS = env_int(
+    "OPSCONSOLE_CACHE_MAX_CONNECTIONS", 20, minimum=1, maximum=1000
+)
 CACHES = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "apps.core.cache.SharedPoolRedisCache",
         "LOCATION": REDIS_URL,
         "KEY_PREFIX": OPSCONSOLE_REDIS_PREFIX + "cache",
-        "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        "OPTIONS": {
+            "socket_connect_timeout": 2,
+            "socket_timeout": 2,
+            "pool_class": "redis.BlockingConnectionPool",
+            "max_connections": CACHE_MAX_CONNECTIONS,
+            "timeout": 2,
+        },
     }
 }
 
