@@ -1,41 +1,120 @@
-"""Recording a batch's outcomes: results, state machine, state changes, claims."""
+"""Recording a batch's outcomes: results, state machine, state changes, claims.
+
+A batch costs four statements whatever its size: one that locks the components
+(still held under the claim) and reads their states, maintenance candidates and
+dependencies; one that writes every result and state and releases the claims; the
+transitions' state changes (only when there are any); the commit. Values travel as
+one JSON document per statement and array ids as one literal, so the statements'
+text never changes with the batch: building the ORM's ``IN (…)`` lists, a model
+instance per row and client-side array literals was most of a steady batch's CPU.
+"""
 
 import json
+import math
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from django.db import connection, models, transaction
+from django.db import connection, transaction
 
 from apps import live
 from apps.components.checkers.base import CheckOutcome
-from apps.components.models import Component, ComponentState, HealthResult, StateChange
-from apps.components.selectors import (
-    DependencyView,
-    component_dependencies,
-    component_ids_in_maintenance,
+from apps.components.models import (
+    Component,
+    ComponentState,
+    HealthResult,
+    MaintenanceWindow,
+    State,
+    StateChange,
 )
 from apps.components.state import DOWN, Streak, state_next
 from apps.components.transitions import Transition, transitions_emit
 from apps.core.trace import current_trace_id
 
-_STATE_FIELDS = [
-    "state",
-    "since",
-    "consecutive_failures",
-    "consecutive_successes",
-    "incident_started_at",
-    "last_status",
-    "last_latency_ms",
-    "last_message",
-    "last_checked_at",
-]
+_COMPONENT = Component._meta.db_table
+_STATE = ComponentState._meta.db_table
+_RESULT = HealthResult._meta.db_table
+_WINDOW = MaintenanceWindow._meta.db_table
+_DEPENDS = Component.depends_on.through._meta.db_table
+_DOWN_SQL = ", ".join(f"'{state}'" for state in sorted(DOWN))
 
-# What recording reads of a component: loading the rest too (config JSON, tags,
-# four timestamps) made a steady batch of 1,000 ~10 % slower to record.
-_COMPONENT_FIELDS = ("id", "slug", "failure_threshold", "success_threshold")
+# Locks the components (in id order, like every writer of a component) and reads
+# what the state machine needs. States are written only here, under that lock.
+# A window that may be open now is only a candidate: a recurring one is decided by
+# its cron (``MaintenanceWindow.is_open``).
+_HELD_SQL = f"""
+SELECT c.id, c.slug, c.failure_threshold, c.success_threshold,
+    s.component_id IS NOT NULL, s.state, s.since, s.consecutive_failures,
+    s.consecutive_successes, s.incident_started_at,
+    EXISTS (SELECT 1 FROM "{_WINDOW}" w WHERE w.component_id = c.id
+        AND w.starts_at <= %(now)s AND (w.ends_at IS NULL OR w.ends_at > %(now)s)),
+    ARRAY(SELECT d.to_component_id FROM "{_DEPENDS}" d
+        WHERE d.from_component_id = c.id),
+    ARRAY(SELECT d.to_component_id FROM "{_DEPENDS}" d
+        JOIN "{_STATE}" ds ON ds.component_id = d.to_component_id
+        WHERE d.from_component_id = c.id AND ds.state IN ({_DOWN_SQL}))
+FROM "{_COMPONENT}" c LEFT JOIN "{_STATE}" s ON s.component_id = c.id
+WHERE c.id = ANY(%(ids)s::bigint[]) {{held}}
+ORDER BY c.id FOR UPDATE OF c
+"""  # noqa: S608 - names from the models, values bound
+_CLAIMED = "AND c.claim_token = %(token)s"
+
+_STATE_COLUMNS = {
+    "component_id": "bigint",
+    "state": "text",
+    "since": "timestamptz",
+    "consecutive_failures": "integer",
+    "consecutive_successes": "integer",
+    "incident_started_at": "timestamptz",
+    "last_status": "text",
+    "last_latency_ms": "float8",
+    "last_message": "text",
+    "last_checked_at": "timestamptz",
+}
+_STATE_NAMES = ", ".join(_STATE_COLUMNS)
+_STATE_TYPES = ", ".join(f"{name} {kind}" for name, kind in _STATE_COLUMNS.items())
+_STATE_SET = ", ".join(f"{name} = EXCLUDED.{name}" for name in list(_STATE_COLUMNS)[1:])
+# Results, states (an upsert: a component may lack its state row) and, for a
+# claimed batch, the claims released, in one statement.
+_WRITE_SQL = f"""
+WITH results AS (
+    INSERT INTO "{_RESULT}" (component_id, status, latency_ms, message, details,
+        checked_at, in_maintenance, trace_id)
+    SELECT r.c, r.s, r.l, r.m, r.d, %(now)s, r.i, %(trace_id)s
+    FROM json_to_recordset(%(results)s::json)
+        AS r(c bigint, s text, l float8, m text, d jsonb, i boolean)
+){{release}}
+INSERT INTO "{_STATE}" ({_STATE_NAMES})
+SELECT {_STATE_NAMES} FROM json_to_recordset(%(states)s::json) AS v({_STATE_TYPES})
+ON CONFLICT (component_id) DO UPDATE SET {_STATE_SET}
+"""  # noqa: S608 - names from the models, values bound
+_RELEASE = f""", released AS (
+    UPDATE "{_COMPONENT}" SET claimed_until = NULL, claim_token = NULL
+    WHERE id = ANY(%(ids)s::bigint[])
+)"""  # noqa: S608 - names from the models, values bound
+
+
+@dataclass(slots=True)
+class _Held:
+    """A locked component and its state, as the state machine changes it."""
+
+    component_id: int
+    slug: str
+    failure_threshold: int
+    success_threshold: int
+    state: str
+    since: datetime
+    consecutive_failures: int
+    consecutive_successes: int
+    incident_started_at: datetime | None
+    maybe_maintenance: bool
+    depends_on: frozenset[int]
+    last_status: str = ""
+    last_latency_ms: float | None = None
+    last_message: str = ""
+    last_checked_at: datetime | None = None
 
 
 @transaction.atomic
@@ -43,18 +122,7 @@ def results_record(
     *, claim_token: UUID, outcomes: Mapping[int, CheckOutcome], now: datetime
 ) -> list[Transition]:
     """Write the outcomes of components still held under ``claim_token``; transitions."""
-    held = {
-        component.pk: component
-        for component in Component.objects.select_for_update()
-        .filter(id__in=list(outcomes), claim_token=claim_token)
-        .only(*_COMPONENT_FIELDS)
-        .order_by("id")
-    }
-    if not held:
-        return []
-    transitions = _record(held, outcomes, now)
-    Component.objects.filter(id__in=held).update(claimed_until=None, claim_token=None)
-    return transitions
+    return _record(outcomes, now, claim_token=claim_token)
 
 
 @transaction.atomic
@@ -62,137 +130,177 @@ def result_record_pushed(
     *, component_id: int, outcome: CheckOutcome, now: datetime
 ) -> list[Transition]:
     """Write one outcome that was pushed, not claimed (a heartbeat); transitions."""
-    held = {
-        component.pk: component
-        for component in Component.objects.select_for_update()
-        .filter(pk=component_id)
-        .only(*_COMPONENT_FIELDS)
-    }
-    return _record(held, {component_id: outcome}, now) if held else []
+    return _record({component_id: outcome}, now, claim_token=None)
+
+
+def _ids_literal(ids: Iterable[int]) -> str:
+    return "{" + ",".join(str(int(pk)) for pk in ids) + "}"
 
 
 def _record(
-    held: Mapping[int, Component],
-    outcomes: Mapping[int, CheckOutcome],
-    now: datetime,
+    outcomes: Mapping[int, CheckOutcome], now: datetime, *, claim_token: UUID | None
 ) -> list[Transition]:
-    states = {
-        state.component_id: state
-        for state in ComponentState.objects.select_for_update()
-        .filter(component_id__in=held)
-        .order_by("component_id")
-    }
-    missing = [ComponentState(component_id=pk) for pk in held if pk not in states]
-    states.update({state.component_id: state for state in missing})
-    maintenance = component_ids_in_maintenance(component_ids=held, now=now)
+    held, down = _held(outcomes, now, claim_token)
+    if not held:
+        return []
+    maintenance = _in_maintenance(held, now)
     trace_id = current_trace_id()
-    _results_insert(held, outcomes, maintenance, now, trace_id)
-    transitions = _apply(held, states, outcomes, maintenance, now)
-    # Before saving states: opening or closing an incident updates them.
-    changes = _changes(transitions, states, trace_id)
-    ComponentState.objects.bulk_create(missing)
-    _states_save([s for s in states.values() if s not in missing])
+    transitions = _apply(held, outcomes, down, maintenance, now)
+    # Before writing states: opening or closing an incident updates them.
+    changes = _changes(transitions, held, trace_id)
+    _write(held, outcomes, maintenance, now, trace_id, claim_token)
     StateChange.objects.bulk_create(changes)
     transitions = [
         replace(transition, state_change_id=change.pk)
         for transition, change in zip(transitions, changes, strict=True)
     ]
-    transaction.on_commit(lambda: _after_commit(transitions, states))
+    transaction.on_commit(lambda: _after_commit(transitions, held))
     return transitions
 
 
-def _results_insert(
-    held: Iterable[int],
+def _held(
+    outcomes: Mapping[int, CheckOutcome], now: datetime, claim_token: UUID | None
+) -> tuple[dict[int, _Held], set[int]]:
+    """The components locked (those still held under the claim, if one is given)
+    and which of their dependencies are down now."""
+    sql = _HELD_SQL.format(held=_CLAIMED if claim_token is not None else "")
+    params: dict[str, Any] = {
+        "now": now,
+        "ids": _ids_literal(outcomes),
+        "token": claim_token,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    held: dict[int, _Held] = {}
+    down: set[int] = set()
+    for (pk, slug, failures_needed, successes_needed, has_state, state, since,
+         failures, successes, incident, maybe_maintenance, deps, deps_down) in rows:  # fmt: skip
+        held[pk] = _Held(
+            pk,
+            slug,
+            failures_needed,
+            successes_needed,
+            state if has_state else State.UNKNOWN,
+            since if has_state else now,
+            failures if has_state else 0,
+            successes if has_state else 0,
+            incident,
+            maybe_maintenance,
+            frozenset(deps),
+        )
+        down.update(deps_down)
+    return held, down
+
+
+def _in_maintenance(held: Mapping[int, _Held], now: datetime) -> set[int]:
+    candidates = [pk for pk, row in held.items() if row.maybe_maintenance]
+    if not candidates:
+        return set()
+    windows = MaintenanceWindow.objects.filter(component_id__in=candidates)
+    return {window.component_id for window in windows if window.is_open(now)}
+
+
+def _write(
+    held: Mapping[int, _Held],
     outcomes: Mapping[int, CheckOutcome],
     maintenance: set[int],
     now: datetime,
     trace_id: str,
+    claim_token: UUID | None,
 ) -> None:
-    """One ``INSERT … SELECT FROM unnest(…)`` for the batch's results: building a
-    model instance per result for ``bulk_create`` cost more than the insert."""
-    ids = list(held)
-    picked = [outcomes[pk] for pk in ids]
-    table = HealthResult._meta.db_table
-    sql = (
-        f'INSERT INTO "{table}" (component_id, status, latency_ms, message, details,'  # noqa: S608 - names from the model, values bound
-        " checked_at, in_maintenance, trace_id)"
-        " SELECT v.c, v.s, v.l, v.m, v.d::jsonb, %s, v.i, %s"
-        " FROM unnest(%s::bigint[], %s::text[], %s::float8[], %s::text[],"
-        " %s::text[], %s::boolean[]) AS v(c, s, l, m, d, i)"
-    )
-    params: list[Any] = [
-        now,
-        trace_id,
-        ids,
-        [outcome.status for outcome in picked],
-        [max(0.0, outcome.latency_ms) for outcome in picked],
-        [outcome.message for outcome in picked],
-        [json.dumps(outcome.details) for outcome in picked],
-        [pk in maintenance for pk in ids],
+    results = [
+        {
+            "c": pk,
+            "s": outcomes[pk].status,
+            "l": max(0.0, outcomes[pk].latency_ms),
+            "m": outcomes[pk].message,
+            "d": outcomes[pk].details,
+            "i": pk in maintenance,
+        }
+        for pk in held
     ]
+    states = [
+        {
+            "component_id": row.component_id,
+            "state": row.state,
+            "since": row.since.isoformat(),
+            "consecutive_failures": row.consecutive_failures,
+            "consecutive_successes": row.consecutive_successes,
+            "incident_started_at": _iso(row.incident_started_at),
+            "last_status": row.last_status,
+            "last_latency_ms": row.last_latency_ms,
+            "last_message": row.last_message,
+            "last_checked_at": _iso(row.last_checked_at),
+        }
+        for row in held.values()
+    ]
+    sql = _WRITE_SQL.format(release=_RELEASE if claim_token is not None else "")
+    params: dict[str, Any] = {
+        "now": now,
+        "trace_id": trace_id,
+        "results": _json(results),
+        "states": _json(states),
+        "ids": _ids_literal(held),
+    }
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
 
 
-def _states_save(states: list[ComponentState]) -> None:
-    """One ``UPDATE … FROM unnest(…)`` for all rows: ``bulk_update`` builds a CASE
-    per field and row, which cost 75 % of a batch's time in profiles."""
-    if not states:
-        return
-    fields = [_concrete(name) for name in _STATE_FIELDS]
-    key = _concrete(ComponentState._meta.pk.name)
-    columns = [key.column] + [field.column for field in fields]
-    casts = [key.db_type(connection)] + [field.db_type(connection) for field in fields]
-    assignments = ", ".join(f'"{c}" = v."{c}"' for c in columns[1:])
-    arrays = ", ".join(f"%s::{cast}[]" for cast in casts)
-    quoted = ", ".join(f'"{c}"' for c in columns)
-    sql = (
-        f'UPDATE "{ComponentState._meta.db_table}" AS s SET {assignments} '  # noqa: S608 - names from the model, values bound
-        f'FROM unnest({arrays}) AS v({quoted}) WHERE s."{key.column}" = v."{key.column}"'
-    )
-    params = [[state.pk for state in states]] + [
-        [getattr(state, field.attname) for state in states] for field in fields
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+def _json(rows: list[dict[str, Any]]) -> str:
+    """One JSON document; NaN and infinities as null, NUL characters dropped
+    (PostgreSQL's json and text hold neither). The check is on the text, so the
+    common case costs one dump."""
+    text = json.dumps(rows, default=str)
+    if "NaN" in text or "Infinity" in text or "\\u0000" in text:
+        text = json.dumps(_clean(rows), default=str)
+    return text
 
 
-def _concrete(name: str) -> "models.Field[Any, Any]":
-    field = ComponentState._meta.get_field(name)
-    assert isinstance(field, models.Field)  # noqa: S101 - state columns are concrete
-    return field
+def _clean(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_clean(key): _clean(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(item) for item in value]
+    return value
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 def _apply(
-    held: Mapping[int, Component],
-    states: Mapping[int, ComponentState],
+    held: Mapping[int, _Held],
     outcomes: Mapping[int, CheckOutcome],
+    down: set[int],
     maintenance: set[int],
     now: datetime,
 ) -> list[Transition]:
-    deps = component_dependencies(component_ids=held)
-    down = set(deps.down)
     transitions = []
-    for pk in _dependencies_first(held, deps):
+    for pk in _dependencies_first(held):
+        row = held[pk]
         transition = _apply_one(
-            held[pk],
-            states[pk],
+            row,
             outcomes[pk],
-            dependency_down=_dependency_down(deps, down, pk),
+            dependency_down=bool(row.depends_on & down),
             in_maintenance=pk in maintenance,
             now=now,
         )
         if transition is not None:
             transitions.append(transition)
-        (down.add if states[pk].state in DOWN else down.discard)(pk)
+        (down.add if row.state in DOWN else down.discard)(pk)
     return transitions
 
 
-def _dependencies_first(ids: Iterable[int], deps: DependencyView) -> list[int]:
-    """``ids`` ordered so a dependency's new state in this batch counts."""
-    pending, order = set(ids), []
+def _dependencies_first(held: Mapping[int, _Held]) -> list[int]:
+    """The held ids ordered so a dependency's new state in this batch counts."""
+    pending, order = set(held), []
     while pending:
-        ready = [pk for pk in pending if not deps.edges.get(pk, frozenset()) & pending]
+        ready = [pk for pk in pending if not held[pk].depends_on & pending]
         # A dependency cycle: take the rest as it comes.
         ready = sorted(ready or pending)
         order.extend(ready)
@@ -200,66 +308,58 @@ def _dependencies_first(ids: Iterable[int], deps: DependencyView) -> list[int]:
     return order
 
 
-def _dependency_down(deps: DependencyView, down: set[int], pk: int) -> bool:
-    return bool(deps.edges.get(pk, frozenset()) & down)
-
-
 def _apply_one(
-    component: Component,
-    state: ComponentState,
+    row: _Held,
     outcome: CheckOutcome,
     *,
     dependency_down: bool,
     in_maintenance: bool,
     now: datetime,
 ) -> Transition | None:
-    before = state.state
+    before = row.state
     after = state_next(
-        current=Streak(
-            state.state, state.consecutive_failures, state.consecutive_successes
-        ),
+        current=Streak(row.state, row.consecutive_failures, row.consecutive_successes),
         status=outcome.status,
-        failure_threshold=component.failure_threshold,
-        success_threshold=component.success_threshold,
+        failure_threshold=row.failure_threshold,
+        success_threshold=row.success_threshold,
         dependency_down=dependency_down,
     )
-    state.state = after.state
-    state.consecutive_failures = after.failures
-    state.consecutive_successes = after.successes
-    state.last_status = outcome.status
-    state.last_latency_ms = outcome.latency_ms
-    state.last_message = outcome.message
-    state.last_checked_at = now
+    row.state = after.state
+    row.consecutive_failures = after.failures
+    row.consecutive_successes = after.successes
+    row.last_status = outcome.status
+    row.last_latency_ms = outcome.latency_ms
+    # PostgreSQL's text holds no NUL; the transition's message goes to a state change.
+    row.last_message = message = outcome.message.replace("\x00", "")
+    row.last_checked_at = now
     if after.state == before:
         return None
-    state.since = now
+    row.since = now
     return Transition(
-        component.pk,
-        component.slug,
+        row.component_id,
+        row.slug,
         before,
         after.state,
         now,
         in_maintenance,
-        outcome.message,
+        message,
     )
 
 
 def _changes(
-    transitions: list[Transition],
-    states: Mapping[int, ComponentState],
-    trace_id: str,
+    transitions: list[Transition], held: Mapping[int, _Held], trace_id: str
 ) -> list[StateChange]:
     changes = []
     for transition in transitions:
-        state = states[transition.component_id]
+        row = held[transition.component_id]
         opened = transition.to_state in DOWN and transition.from_state not in DOWN
         closed = transition.from_state in DOWN and transition.to_state not in DOWN
         duration = None
         if opened:
-            state.incident_started_at = transition.at
-        elif closed and state.incident_started_at is not None:
-            duration = transition.at - state.incident_started_at
-            state.incident_started_at = None
+            row.incident_started_at = transition.at
+        elif closed and row.incident_started_at is not None:
+            duration = transition.at - row.incident_started_at
+            row.incident_started_at = None
         changes.append(
             StateChange(
                 component_id=transition.component_id,
@@ -276,11 +376,9 @@ def _changes(
     return changes
 
 
-def _after_commit(
-    transitions: list[Transition], states: Mapping[int, ComponentState]
-) -> None:
+def _after_commit(transitions: list[Transition], held: Mapping[int, _Held]) -> None:
     for transition in transitions:
-        state = states[transition.component_id]
+        row = held[transition.component_id]
         live.publish(
             "components",
             {
@@ -288,8 +386,8 @@ def _after_commit(
                 "state": transition.to_state,
                 "from_state": transition.from_state,
                 "since": transition.at.isoformat(),
-                "latency_ms": state.last_latency_ms,
-                "message": state.last_message,
+                "latency_ms": row.last_latency_ms,
+                "message": row.last_message,
             },
             key=transition.slug,
         )

@@ -91,3 +91,72 @@ def test_results_record__claim_taken_over__writes_nothing():
 
     assert transitions == []
     assert not HealthResult.objects.exists()
+
+
+def test_results_record__batch__fixed_statement_count():
+    # Given 50 claimed components, two of them turning unhealthy
+    components = [make_component() for _ in range(48)]
+    components += [make_component(failure_threshold=1) for _ in range(2)]
+    token = _claimed(*components)
+    outcomes = {c.pk: CheckOutcome("healthy", 2.0, "HTTP 200") for c in components}
+    outcomes.update(
+        {c.pk: CheckOutcome("unhealthy", 9.0, "HTTP 503") for c in components[-2:]}
+    )
+
+    # When the batch is recorded
+    with CaptureQueriesContext(connection) as queries:
+        results_record(claim_token=token, outcomes=outcomes, now=timezone.now())
+
+    # Then it took the lock-and-read, the write and the state changes' insert
+    # (plus the transaction's own statements), whatever the batch's size
+    statements = [
+        q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]
+    ]
+    assert len(statements) == 3, statements
+    assert HealthResult.objects.count() == 50
+    assert StateChange.objects.filter(to_state="unhealthy").count() == 2
+    assert ComponentState.objects.filter(last_status="healthy").count() == 48
+
+
+def test_results_record__odd_values__stored_cleaned_not_lost():
+    # Given a check whose outcome carries NUL characters and non-finite numbers
+    component = make_component()
+    token = _claimed(component)
+    outcome = CheckOutcome(
+        "degraded",
+        float("nan"),
+        "body\x00with a NUL",
+        {"ratio": float("inf"), "text": "a\x00b", "at": timezone.now()},
+    )
+
+    # When it is recorded
+    results_record(
+        claim_token=token, outcomes={component.pk: outcome}, now=timezone.now()
+    )
+
+    # Then the result and the state are written, with what PostgreSQL can hold
+    result = HealthResult.objects.get(component=component)
+    assert (result.status, result.message) == ("degraded", "bodywith a NUL")
+    assert result.details["ratio"] is None
+    assert result.details["text"] == "ab"
+    assert isinstance(result.details["at"], str)
+    state = ComponentState.objects.get(component=component)
+    assert (state.state, state.last_latency_ms) == ("degraded", None)
+
+
+def test_results_record__component_without_state_row__state_created():
+    # Given a claimed component whose state row is missing
+    component = make_component()
+    ComponentState.objects.filter(component=component).delete()
+    token = _claimed(component)
+
+    # When its result is recorded
+    results_record(
+        claim_token=token,
+        outcomes={component.pk: CheckOutcome("healthy", 1.0)},
+        now=timezone.now(),
+    )
+
+    # Then the state row exists with the result applied
+    state = ComponentState.objects.get(component=component)
+    assert (state.state, state.consecutive_successes) == ("healthy", 1)
