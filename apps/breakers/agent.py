@@ -105,8 +105,11 @@ class Agent:
             found = self.breakers.get(name)
             if found is None:
                 found = LocalBreaker(name, self._first_config(name), self)
-                # Copy on write: the hot path reads the dict without a lock.
-                self.breakers = {**self.breakers, name: found}
+                # The hot path reads without a lock: one item assignment is atomic
+                # under the GIL, and the flusher iterates over a copy made in C.
+                # (Copying the dict on every add cost O(n) each: seconds of CPU for
+                # a process meeting 10,000 breakers.)
+                self.breakers[name] = found
                 self._new.append(name)
             self._start()
         return found
@@ -301,39 +304,50 @@ class Agent:
             return  # the flush finds out when Redis is back; the next cycle reads
         with self._lock:
             names, self._unconfigured = self._unconfigured, []
-        for index, name in enumerate(names):
-            try:
-                config = self.fleet.load_config(name)
-            except redis.RedisError as exc:
-                with self._lock:
-                    self._unconfigured.extend(names[index:])
-                self._set_degraded(exc)
-                return
+        if not names:
+            return
+        try:
+            stored = self.fleet.load_configs(names)
+        except redis.RedisError as exc:
+            with self._lock:
+                self._unconfigured.extend(names)
+            self._set_degraded(exc)
+            return
+        for name, config in stored.items():
             if config is not None and config != self.breakers[name].config:
                 self.breakers[name].apply_config(config)
 
     def _register_new(self) -> None:
-        from apps.breakers.services import breaker_register
+        from apps.breakers.services import breakers_register
 
         with self._lock:
             names, self._new = self._new, []
-        for index, name in enumerate(names):
-            try:
-                config = breaker_register(name=name)
-            except Exception:
-                with self._lock:
-                    self._new.extend(names[index:])
-                raise
-            self._push_config(self.breakers[name], config)
+        if not names:
+            return
+        try:
+            configs = breakers_register(names=names)
+        except Exception:
+            with self._lock:
+                self._new.extend(names)
+            raise
+        for name, config in configs.items():
+            if config != self.breakers[name].config:
+                self.breakers[name].apply_config(config)
+        self._push_configs(configs)
 
-    def _push_config(self, breaker: LocalBreaker, config: BreakerConfig) -> None:
-        if config != breaker.config:
-            breaker.apply_config(config)
+    def _push_configs(self, configs: dict[str, BreakerConfig]) -> None:
+        """Store in Redis the configs that differ there (two round trips)."""
         if self._degraded:
             return
         try:
-            if self.fleet.load_config(breaker.name) != config:
-                self.fleet.store_config(breaker.name, config)
+            stored = self.fleet.load_configs(list(configs))
+            changed = {
+                name: config
+                for name, config in configs.items()
+                if stored[name] != config
+            }
+            if changed:
+                self.fleet.store_configs(changed)
         except redis.RedisError as exc:
             self._set_degraded(exc)
 

@@ -121,6 +121,26 @@ class Fleet:
         raw = self.client.hget(self.keys(name)[0], "config")
         return BreakerConfig.from_json(raw) if raw else None
 
+    def load_configs(self, names: list[str]) -> dict[str, BreakerConfig | None]:
+        """``load_config`` of each name, in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for name in names:
+            pipe.hget(self.keys(name)[0], "config")
+        raws = pipe.execute()
+        return {
+            name: BreakerConfig.from_json(raw) if raw else None
+            for name, raw in zip(names, raws, strict=True)
+        }
+
+    def store_configs(self, configs: dict[str, BreakerConfig]) -> None:
+        """``store_config`` of each, in one round trip."""
+        pipe = self.client.pipeline(transaction=False)
+        for name, config in configs.items():
+            pipe.hset(self.keys(name)[0], "config", config.to_json())
+            message = {"name": name, "config": config.as_dict()}
+            pipe.publish(self.channel, json.dumps(message))
+        pipe.execute()
+
     def store_config(self, name: str, config: BreakerConfig) -> None:
         """Keep the config beside the state, so a first use needs no database,
         and push it to every process."""
