@@ -328,7 +328,8 @@ def _apply_one(
     row.consecutive_failures = after.failures
     row.consecutive_successes = after.successes
     row.last_status = outcome.status
-    row.last_latency_ms = outcome.latency_ms
+    latency = outcome.latency_ms
+    row.last_latency_ms = latency if math.isfinite(latency) else None
     # PostgreSQL's text holds no NUL; the transition's message goes to a state change.
     row.last_message = message = outcome.message.replace("\x00", "")
     row.last_checked_at = now
@@ -377,18 +378,17 @@ def _changes(
 
 
 def _after_commit(transitions: list[Transition], held: Mapping[int, _Held]) -> None:
+    items = []
     for transition in transitions:
         row = held[transition.component_id]
-        live.publish(
-            "components",
-            {
-                "slug": transition.slug,
-                "state": transition.to_state,
-                "from_state": transition.from_state,
-                "since": transition.at.isoformat(),
-                "latency_ms": row.last_latency_ms,
-                "message": row.last_message,
-            },
-            key=transition.slug,
-        )
+        payload = {
+            "slug": transition.slug,
+            "state": transition.to_state,
+            "from_state": transition.from_state,
+            "since": transition.at.isoformat(),
+            "latency_ms": row.last_latency_ms,
+            "message": row.last_message,
+        }
+        items.append((transition.slug, payload))
+    live.publish_many("components", items)
     transitions_emit(transitions)

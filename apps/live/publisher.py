@@ -62,18 +62,41 @@ def publish(
     topic: str, payload: dict[str, Any], *, key: str = ""
 ) -> LiveMessage | None:
     """Send ``payload`` on ``topic``; call after the transaction commits."""
+    sent = publish_many(topic, [(key, payload)])
+    return sent[0] if sent else None
+
+
+def publish_many(
+    topic: str, items: list[tuple[str, dict[str, Any]]]
+) -> list[LiveMessage]:
+    """Send each (key, payload) of ``items`` on ``topic``, in order, with
+    consecutive sequence numbers: two Redis round trips whatever their number (a
+    batch of checks may change a hundred components). Empty if Redis failed."""
     if topic not in TOPICS:
         raise ValueError(f"unknown live topic {topic!r}")
-    size = len(json.dumps(payload, cls=DjangoJSONEncoder))
-    if size > MAX_PAYLOAD_BYTES:
-        # A socket frame cannot carry it; publish an id and let clients fetch.
-        raise ValueError(f"live payload of {size} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    for _, payload in items:
+        size = len(json.dumps(payload, cls=DjangoJSONEncoder))
+        if size > MAX_PAYLOAD_BYTES:
+            # A socket frame cannot carry it; publish an id and let clients fetch.
+            raise ValueError(
+                f"live payload of {size} bytes exceeds {MAX_PAYLOAD_BYTES}"
+            )
+    if not items:
+        return []
     client = shared_redis()
     try:
-        seq = int(client.incr(seq_key(topic)))
-        message = LiveMessage(topic, seq, key, payload, current_trace_id(), time.time())
-        client.publish(channel(), json.dumps(asdict(message), cls=DjangoJSONEncoder))
+        last = int(client.incrby(seq_key(topic), len(items)))
+        trace_id, at = current_trace_id(), time.time()
+        messages = [
+            LiveMessage(topic, seq, key, payload, trace_id, at)
+            for seq, (key, payload) in enumerate(items, start=last - len(items) + 1)
+        ]
+        pipe = client.pipeline(transaction=False)
+        for message in messages:
+            pipe.publish(channel(), json.dumps(asdict(message), cls=DjangoJSONEncoder))
+        pipe.execute()
     except redis.RedisError as exc:
-        log.warning("live.publish_failed", topic=topic, key=key, error=str(exc))
-        return None
-    return message
+        keys = [key for key, _ in items]
+        log.warning("live.publish_failed", topic=topic, keys=keys, error=str(exc))
+        return []
+    return messages
