@@ -3,17 +3,27 @@
 What operators open Flower for: each queue's depth and the age of its oldest message,
 read straight from the Redis broker (kombu keeps a queue as a list per priority step,
 ``<queue>`` and ``<queue>\\x06\\x16<step>``, oldest message at the tail), and which
-workers answer, how busy they are, read with Celery's control ``stats``/``active``.
+workers are there and how busy they are, from a report each worker's main process
+writes to Redis every ``WORKER_REPORT_EVERY_S`` (the numbers Celery's control
+``stats``/``active`` would answer, read from the same worker state). A control
+broadcast waits out its whole reply window, so sampling by asking held a worker
+process for a second every two seconds; reading the reports waits for nothing.
+A worker that stops reporting is gone once its report expires.
 """
 
 import json
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis
-from celery import Celery
+import structlog
+from django.conf import settings
+
+from apps.core.redis import shared_redis
+
+log = structlog.get_logger(__name__)
 
 SENT_AT_HEADER = "opsconsole_sent_at"
 _SEP = "\x06\x16"
@@ -88,24 +98,105 @@ def _sent_at(raw: bytes | None) -> float | None:
         return None
 
 
-def workers_sample(app: Celery, *, timeout: float) -> list[WorkerSample]:
-    """The workers that answer within ``timeout`` seconds, with their load."""
-    inspect = app.control.inspect(timeout=timeout)
-    # Each broadcast waits out its whole reply window: ask all three at once.
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        calls = [
-            pool.submit(ask)
-            for ask in (inspect.stats, inspect.active, inspect.active_queues)
-        ]
-        replies: list[dict[str, Any]] = [call.result() or {} for call in calls]
-    stats, active, queues = replies
-    return [
-        WorkerSample(
-            name=name,
-            active=len(active.get(name) or []),
-            concurrency=int(info.get("pool", {}).get("max-concurrency") or 0),
-            processed=sum((info.get("total") or {}).values()),
-            queues=tuple(sorted(q["name"] for q in queues.get(name) or [])),
+# A report lives this long: a worker killed without a word is gone from the
+# sample within TTL + the sampling period (2 s), inside the dashboard's 10 s.
+WORKER_REPORT_EVERY_S = 2.0
+WORKER_REPORT_TTL_S = 5
+
+
+def workers_key() -> str:
+    """The set of worker names that have reported (each report is its own key)."""
+    return f"{settings.OPSCONSOLE_REDIS_PREFIX}live:workers"
+
+
+def worker_report_key(name: str) -> str:
+    return f"{settings.OPSCONSOLE_REDIS_PREFIX}live:worker:{name}"
+
+
+def workers_sample(client: redis.Redis) -> list[WorkerSample]:
+    """The workers whose report has not expired, by name (two round trips)."""
+    names = sorted(
+        member.decode() if isinstance(member, bytes) else str(member)
+        for member in client.smembers(workers_key())
+    )
+    if not names:
+        return []
+    reports = client.mget([worker_report_key(name) for name in names])
+    expired = [name for name, raw in zip(names, reports, strict=True) if raw is None]
+    if expired:
+        client.srem(workers_key(), *expired)
+    return [_from_report(json.loads(raw)) for raw in reports if raw is not None]
+
+
+def _from_report(data: dict[str, Any]) -> WorkerSample:
+    return WorkerSample(
+        name=str(data["name"]),
+        active=int(data["active"]),
+        concurrency=int(data["concurrency"]),
+        processed=int(data["processed"]),
+        queues=tuple(data["queues"]),
+    )
+
+
+def own_sample(consumer: Any) -> WorkerSample:
+    """This worker's figures, from the state its control replies read (call in the
+    worker's main process)."""
+    from celery.worker import state
+
+    task_consumer = getattr(consumer, "task_consumer", None)
+    queues = task_consumer.queues if task_consumer is not None else []
+    return WorkerSample(
+        name=consumer.hostname,
+        active=len(state.active_requests),
+        # What control ``stats`` calls the pool's max-concurrency.
+        concurrency=int(getattr(consumer.pool, "limit", 0) or 0),
+        # Summed in C, so the main thread's updates cannot interleave.
+        processed=sum(state.total_count.values()),
+        queues=tuple(sorted(queue.name for queue in list(queues))),
+    )
+
+
+class WorkerReporter:
+    """A thread in a worker's main process writing its report every few seconds;
+    on a graceful stop the report is removed, so the worker is gone at once."""
+
+    def __init__(self, consumer: Any) -> None:
+        self.consumer = consumer
+        self.name = str(consumer.hostname)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name="live-worker-report", daemon=True
         )
-        for name, info in sorted(stats.items())
-    ]
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=WORKER_REPORT_EVERY_S + 1)
+        try:
+            client = shared_redis()
+            client.delete(worker_report_key(self.name))
+            client.srem(workers_key(), self.name)
+        except redis.RedisError as exc:
+            log.warning("worker.report_failed", worker=self.name, error=str(exc))
+
+    def report(self) -> None:
+        sample = own_sample(self.consumer)
+        pipe = shared_redis().pipeline(transaction=False)
+        pipe.set(
+            worker_report_key(sample.name),
+            json.dumps(asdict(sample)),
+            ex=WORKER_REPORT_TTL_S,
+        )
+        pipe.sadd(workers_key(), sample.name)
+        pipe.execute()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.report()
+            except Exception as exc:  # noqa: BLE001 - the next report may succeed
+                log.warning("worker.report_failed", worker=self.name, error=str(exc))
+            if self._stop.wait(WORKER_REPORT_EVERY_S):
+                return

@@ -44,22 +44,20 @@ def broker_prefix() -> str:
     return str(settings.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"])
 
 
-def live_sample(*, timeout: float = 1.0) -> LiveSample:
+def live_sample() -> LiveSample:
     """Sample every queue and worker, keep the sample for snapshots and publish the
     changes: one ``queues`` delta per queue, one ``workers`` delta per worker, and a
-    ``gone`` delta for each worker that answered last time but not now. At most
+    ``gone`` delta for each worker that reported last time but not now. At most
     every 15 s, also the task outcomes (see ``task_outcomes_refresh``)."""
-    from opsconsole.celery import app
-
     client = shared_redis()
     now = time.time()
     queues = tuple(queues_sample(client, prefix=broker_prefix(), now=now))
-    workers = tuple(workers_sample(app, timeout=timeout))
+    workers = tuple(workers_sample(client))
     previous = json.loads(
         client.getset(sample_key(), _encode(now, queues, workers)) or "{}"
     )
-    answered = {worker.name for worker in workers}
-    gone = tuple(sorted({w["name"] for w in previous.get("workers", [])} - answered))
+    reported = {worker.name for worker in workers}
+    gone = tuple(sorted({w["name"] for w in previous.get("workers", [])} - reported))
     for queue in queues:
         publish("queues", {**asdict(queue), "sampled_at": now}, key=queue.name)
     for worker in workers:

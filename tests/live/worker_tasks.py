@@ -8,6 +8,7 @@ from celery import Task, shared_task
 SUCCEEDS = "tests.live.succeeds"
 FAILS = "tests.live.fails"
 RETRIES_ONCE = "tests.live.retries_once"
+HOLDS = "tests.live.holds"
 RUNTIME_S = 0.2
 
 
@@ -27,3 +28,9 @@ def retries_once(self: Task) -> str:
     if not self.request.retries:
         raise self.retry(countdown=0)
     return "done on the second run"
+
+
+@shared_task(name=HOLDS)
+def holds(seconds: float) -> None:
+    """Keep a worker process busy for ``seconds``."""
+    time.sleep(seconds)
