@@ -185,6 +185,29 @@ def test_run_batch__claim_about_to_expire__lasts_the_run_from_its_start():
     assert Component.objects.get(pk=component.pk).claimed_until is None
 
 
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_run_batch__claim_with_time_to_spare__read_not_rewritten():
+    # Given a claim that lasts well past the check's worst case
+    config = {"name": "tests.claim_seen", "params": {"slug": "spare"}}
+    component = make_component(
+        kind="python", config=config, slug="spare", timeout_seconds=5
+    )
+    token = uuid.uuid4()
+    spare = timezone.now() + timedelta(seconds=60)
+    Component.objects.filter(pk=component.pk).update(
+        claim_token=token, claimed_until=spare
+    )
+    _claims_seen.clear()
+
+    # When its batch runs
+    assert components_run_batch(component_ids=[component.pk], claim_token=token) == 1
+
+    # Then the check ran under the claim as it was (a renewal would have moved it
+    # to 15 s from the start), and its result was recorded
+    assert _claims_seen == [spare]
+    assert HealthResult.objects.filter(component=component).count() == 1
+
+
 def _results_per_component(components) -> Counter:
     rows = (
         HealthResult.objects.filter(component__in=components)
