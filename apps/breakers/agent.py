@@ -259,6 +259,8 @@ class Agent:
         resync, self._resync = self._resync, False
         batches = []
         for breaker in list(self.breakers.values()):
+            if not (resync or breaker.touched):
+                continue
             batch, proposal = breaker.take_batch()
             if resync or proposal or batch[1] or batch[4]:
                 batches.append((breaker, batch, proposal))

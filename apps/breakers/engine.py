@@ -54,6 +54,10 @@ class LocalBreaker:
         self.opens = 0
         # Outcomes not flushed yet: calls, failures, slow, released permits.
         self.pending = [0, 0, 0, 0]
+        # Set by every outcome or proposal, cleared by ``take_batch``: the flusher
+        # visits only the breakers used since its last round, so a process that
+        # knows 10,000 breakers does not take 10,000 batches ten times a second.
+        self.touched = False
         # Why this process opened the breaker, until the fleet has heard it.
         self.proposal = ""
         # Transitions were made here while Redis was unreachable.
@@ -86,6 +90,7 @@ class LocalBreaker:
         """Count a call that returned: lock-free while the window is quiet."""
         if epoch == self.quiet_epoch and duration < self.slow_s:
             next(self.quiet_calls)
+            self.touched = True
         else:
             self.record(epoch, duration, False)
 
@@ -153,6 +158,7 @@ class LocalBreaker:
             state = self.state
             if epoch != self.epoch or state is _DISABLED:
                 return
+            self.touched = True
             pending = self.pending
             if failed is None:
                 if state is _HALF_OPEN:
@@ -205,6 +211,7 @@ class LocalBreaker:
             wait = min(wait, cfg.max_wait_duration_ms)
             self.open_until = time.monotonic() + wait / 1000
             self.proposal = self.proposal or reason
+            self.touched = True
         elif to is _CLOSED:
             self.opens = 0
             self.proposal = ""
@@ -247,6 +254,8 @@ class LocalBreaker:
     def take_batch(self) -> Batch:
         """The pending outcomes and proposal, handed to the agent (and cleared)."""
         with self.lock:
+            # Cleared before reading: an outcome counted meanwhile sets it again.
+            self.touched = False
             calls, failures, slow, released = self.pending
             self.pending = [0, 0, 0, 0]
             quiet_calls = self._take_quiet_calls()
@@ -266,6 +275,7 @@ class LocalBreaker:
         """A flush failed: keep the reason for the next one."""
         with self.lock:
             self.proposal = self.proposal or proposal
+            self.touched = True
 
     def local_view(self) -> tuple[State, tuple[int, int, int]]:
         with self.lock:

@@ -96,6 +96,7 @@ def _wrap_sync(
         duration = _perf() - start
         if epoch == breaker.quiet_epoch and duration < breaker.slow_s:
             next(breaker.quiet_calls)
+            breaker.touched = True
         else:
             breaker.record(epoch, duration, False)
         return result
