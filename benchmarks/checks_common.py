@@ -109,6 +109,7 @@ class Run:
         self.root.chmod(0o755)
         stack.callback(shutil.rmtree, self.root, ignore_errors=True)
         self.postgres: EmbeddedPostgres | None = None
+        self.target: Proc | None = None
 
     def start(self, name: str, argv: list[str], **env: str) -> Proc:
         proc = Proc(name, argv, self.root / f"{name}-{time.monotonic_ns()}.log", **env)
@@ -177,6 +178,7 @@ def start_target(run: Run) -> str:
     )
     if not wait_for_port(port, timeout=30):
         raise RuntimeError(f"the target did not listen:\n{proc.tail()}")
+    run.target = proc
     return f"http://127.0.0.1:{port}"
 
 

@@ -46,6 +46,7 @@ import psutil
 
 from benchmarks.checks_common import (
     Proc,
+    Run,
     components_register,
     django_ready,
     median,
@@ -89,9 +90,11 @@ class RawFigures:
     p50_ms: float
     p99_ms: float
     errors: int
+    # CPU microseconds per request of this process, PostgreSQL and the target.
+    cpu_per_request: "Cpu"
 
 
-async def _raw(url: str, seconds: float) -> RawFigures:
+async def _raw(run: Run, url: str, seconds: float) -> RawFigures:
     import aiohttp
 
     latencies: list[float] = []
@@ -116,15 +119,18 @@ async def _raw(url: str, seconds: float) -> RawFigures:
 
         await asyncio.gather(*(loop(time.perf_counter() + 1) for _ in range(50)))
         latencies.clear()
+        split0 = cpu_now(run, None)
         began = time.perf_counter()
         end = began + seconds
         await asyncio.gather(*(loop(end) for _ in range(CONCURRENCY)))
         wall = time.perf_counter() - began
+        split = cpu_now(run, None) - split0
     return RawFigures(
         len(latencies) / wall,
         median(latencies) * 1000,
         percentile(latencies, 0.99) * 1000,
         errors,
+        split.per(len(latencies)),
     )
 
 
@@ -199,6 +205,8 @@ class Backlog:
     arrivals: int
     worker_cpu: float
     machine_cpu: float
+    # CPU microseconds per check of the worker, PostgreSQL and the target.
+    cpu_per_check: "Cpu"
 
 
 def machine_busy() -> tuple[float, float]:
@@ -214,7 +222,42 @@ def busy_percent(before: tuple[float, float]) -> float:
     return (busy - before[0]) / max(total - before[1], 1e-9) * 100
 
 
-def backlog(n: int, worker: Proc, target: str, timeout: float) -> Backlog:
+@dataclass(frozen=True, slots=True)
+class Cpu:
+    """CPU seconds of the three sides: the client (the worker, or this process for
+    the raw loop), PostgreSQL and the HTTP target."""
+
+    client: float
+    postgres: float
+    target: float
+
+    def __sub__(self, other: "Cpu") -> "Cpu":
+        return Cpu(
+            self.client - other.client,
+            self.postgres - other.postgres,
+            self.target - other.target,
+        )
+
+    def per(self, n: int) -> "Cpu":
+        """Microseconds per one of ``n``."""
+        scale = 1e6 / max(n, 1)
+        return Cpu(self.client * scale, self.postgres * scale, self.target * scale)
+
+    @property
+    def total(self) -> float:
+        return self.client + self.postgres + self.target
+
+
+def cpu_now(run: Run, client: Proc | None) -> Cpu:
+    assert run.target is not None  # noqa: S101 - started before any phase
+    return Cpu(
+        client.cpu_seconds() if client is not None else time.process_time(),
+        run.postgres_cpu_seconds() or 0.0,
+        run.target.cpu_seconds(),
+    )
+
+
+def backlog(run: Run, n: int, worker: Proc, target: str, timeout: float) -> Backlog:
     from datetime import timedelta
 
     from django.utils import timezone
@@ -222,6 +265,7 @@ def backlog(n: int, worker: Proc, target: str, timeout: float) -> Backlog:
     quiesce()
     target_arrivals(target)
     cpu0, machine0 = worker.cpu_seconds(), machine_busy()
+    split0 = cpu_now(run, worker)
     t0 = timezone.now()
     began = time.monotonic()
     sql(
@@ -237,6 +281,7 @@ def backlog(n: int, worker: Proc, target: str, timeout: float) -> Backlog:
         )[0][0]
     elapsed = time.monotonic() - began
     cpu, machine = worker.cpu_seconds() - cpu0, busy_percent(machine0)
+    split = cpu_now(run, worker) - split0
     t1 = t0 + timedelta(seconds=elapsed)
     times = [
         row[0].timestamp()
@@ -258,6 +303,7 @@ def backlog(n: int, worker: Proc, target: str, timeout: float) -> Backlog:
         len(target_arrivals(target)),
         cpu / elapsed * 100,
         machine,
+        split.per(len(times)),
     )
 
 
@@ -375,6 +421,24 @@ def report(
     rate = sched.results / sched.seconds
     print(_row("on schedule", rate, raw.rate, sched.worker_cpu, sched.machine_cpu))
     print()
+    print("CPU per check (raw loop: per request), microseconds; the ceiling is the")
+    print("rate at which this machine's 2 cores would be busy with nothing else")
+    print(
+        f"{'subject':40}{'client':>8}{'postgres':>10}{'target':>8}{'total':>8}"
+        f"{'ceiling/s':>11}{'x raw':>7}"
+    )
+    raw_ceiling = 2e6 / raw.cpu_per_request.total
+    rows = [("raw aiohttp loop (client = this process)", raw.cpu_per_request)]
+    rows += [(f"backlog pass {k} (client = worker)", back.cpu_per_check)
+             for k, back in enumerate(passes, 1)]  # fmt: skip
+    for subject, split in rows:
+        ceiling = 2e6 / split.total
+        print(
+            f"{subject:40}{split.client:>8.0f}{split.postgres:>10.0f}"
+            f"{split.target:>8.0f}{split.total:>8.0f}{ceiling:>11.0f}"
+            f"{ceiling / raw_ceiling:>7.2f}"
+        )
+    print()
     print(
         f"raw loop: p50 {raw.p50_ms:.1f} ms, p99 {raw.p99_ms:.1f} ms,"
         f" {raw.errors} errors, {args.raw_seconds:g} s"
@@ -429,12 +493,12 @@ def main() -> None:
             ticker = TickLoop()
             ticker.start()
             run.stack.callback(ticker.done.set)
-        raw = asyncio.run(_raw(f"{target}/c/0", args.raw_seconds))
+        raw = asyncio.run(_raw(run, f"{target}/c/0", args.raw_seconds))
         print(f"raw loop: {raw.rate:.0f} req/s", flush=True)
         passes = []
         for k in range(args.passes):
             passes.append(
-                backlog(args.components, worker, target, args.backlog_timeout)
+                backlog(run, args.components, worker, target, args.backlog_timeout)
             )
             print(f"backlog {k + 1}: {passes[-1].rate_sustained:.0f} /s", flush=True)
         sched = schedule(ids, worker, target, args.seconds)
