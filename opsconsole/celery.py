@@ -6,13 +6,28 @@ The beat schedule is declared here and only here, one commented entry per job.
 import os
 from typing import Any
 
-from celery import Celery
+from celery import Celery, Task
+from celery.signals import task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "opsconsole.settings")
 
 app = Celery("opsconsole")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _close_old_connections(task: Task | None = None, **kwargs: object) -> None:
+    """Around each task, what Django does around each request: close the database
+    connections that errored or outlived CONN_MAX_AGE, keep the others (see
+    CELERY_DB_REUSE_MAX). Not for a task run eagerly inside a caller's transaction."""
+    if task is not None and getattr(task.request, "is_eager", False):
+        return
+    from django.db import close_old_connections
+
+    close_old_connections()
+
 
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # Flow 1: claim due components and enqueue their check batches. A tick nobody
