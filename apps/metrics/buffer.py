@@ -1,11 +1,13 @@
 """The bounded in-process buffer ``record()`` appends to and the persister drains.
 
-A buffered sample is a plain tuple ``(series, at_us, value)``: an interned
-``Series``, microseconds since 2000-01-01 UTC (PostgreSQL's own epoch, so the
+A buffered sample is a plain tuple ``(series, at_us, value)``: the interned
+``Series`` str, microseconds since 2000-01-01 UTC (PostgreSQL's own epoch, so the
 writer sends it as binary timestamptz unchanged) and a float. Lock-free on the
 hot path: deque append and popleft are atomic in CPython, so a signal handler
 that flushes from the main thread can never deadlock on it. Only the drop
-counter takes a lock (many threads may drop at once).
+counter takes a lock (many threads may drop at once). The row holds no object
+the garbage collector tracks, so CPython untracks it at its first collection
+and a long buffer adds nothing to later ones (see ``series``).
 """
 
 import threading

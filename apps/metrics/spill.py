@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 
 from apps.metrics.buffer import Row, at_us
-from apps.metrics.series import series_of
+from apps.metrics.series import series_of, series_parts
 
 _claims = count()
 
@@ -97,7 +97,7 @@ def read(path: Path) -> list[Row]:
 
 def _encode(row: Row) -> str:
     series, us, value = row
-    line = [series.name, series.tags, us, value]
+    line = [*series_parts(series), us, value]
     return json.dumps(line, separators=(",", ":")) + "\n"
 
 

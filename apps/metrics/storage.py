@@ -16,7 +16,7 @@ import psycopg
 from apps.metrics.buffer import DAY_US, MINUTE_US, Row, us_at, us_day
 from apps.metrics.db import Database, raw_connection
 from apps.metrics.partitions import partitions_create
-from apps.metrics.series import Series, canonical_tags, series_hash
+from apps.metrics.series import Series, canonical_tags, series_hash, series_parts
 
 COPY_SQL = "COPY metrics_sample (series_id, at, value) FROM STDIN (FORMAT BINARY)"
 # PostgreSQL's binary COPY: signature, flags, header extension length; per row
@@ -46,8 +46,8 @@ class SampleWriter:
 
     It drives psycopg directly (its own transaction, ``cursor.copy``) so it works
     on any Django connection of this thread, named in settings or not. Rows go as
-    binary COPY built by ``struct``: the series id from this writer's cache (by
-    Series identity), the time already in PostgreSQL's microseconds, the value.
+    binary COPY built by ``struct``: the series id from this writer's cache (keyed
+    by the Series str), the time already in PostgreSQL's microseconds, the value.
     """
 
     def __init__(self, *, database: Database, cache_max: int = 100_000) -> None:
@@ -97,14 +97,14 @@ class SampleWriter:
 def _series_upsert(
     cursor: psycopg.Cursor[Any], series: set[Series]
 ) -> dict[Series, int]:
-    ordered = sorted(series, key=lambda s: (s.name, s.tags))  # one lock order
-    names = [s.name for s in ordered]
-    hashes = [series_hash(s.tags) for s in ordered]
-    tags_json = [canonical_tags(s.tags) for s in ordered]
+    ordered = sorted(series)  # one lock order
+    parts = [series_parts(s) for s in ordered]
+    names = [name for name, _ in parts]
+    hashes = [series_hash(tags) for _, tags in parts]
+    tags_json = [canonical_tags(tags) for _, tags in parts]
     cursor.execute(SERIES_INSERT_SQL, [names, tags_json, hashes])
     cursor.execute(SERIES_SELECT_SQL, [names, hashes])
     pks = {(name, digest): pk for pk, name, digest in cursor.fetchall()}
-    # Two Series objects may stand for one series (after interning was cleared).
     return {
         s: pks[(name, digest)]
         for s, name, digest in zip(ordered, names, hashes, strict=True)
