@@ -13,6 +13,8 @@ and a long buffer adds nothing to later ones (see ``series``).
 import threading
 from collections import deque
 from datetime import UTC, date, datetime, timedelta
+from itertools import repeat
+from operator import call
 
 from apps.metrics.series import Series, Tags, series_of
 
@@ -86,8 +88,8 @@ class Buffer:
 
         For one consumer at a time (the persister's cycle lock): producers only
         add, so the length read first is there to take."""
-        popleft = self.rows.popleft
-        return [popleft() for _ in range(min(limit, len(self.rows)))]
+        count = min(limit, len(self.rows))
+        return list(map(call, repeat(self.rows.popleft, count)))
 
     def put_back(self, rows: list[Row]) -> None:
         """Return rows a failed flush took, oldest first, ahead of newer ones."""

@@ -1,6 +1,7 @@
 """The persister: a daemon thread per process that drains the buffer with COPY.
 
-It flushes every ``FLUSH_INTERVAL_MS`` or as soon as ``FLUSH_BATCH`` samples wait.
+It flushes every ``FLUSH_INTERVAL_MS`` or as soon as ``FLUSH_BATCH`` samples wait,
+taking whatever has piled up by then, up to ``COPY_ROWS_MAX`` per COPY.
 A failed flush is retried (tenacity: exponential backoff with jitter); when that
 fails too PostgreSQL counts as away: the samples go back to the buffer, the thread
 probes again after a growing, jittered pause, and once the buffer is half full it
@@ -33,6 +34,11 @@ from apps.metrics.storage import SampleWriter
 
 log = structlog.get_logger(__name__)
 DOWN_PAUSE_MAX = 30.0
+# A busy producer fills the buffer while a COPY is under way; taking it all next
+# time (not FLUSH_BATCH) spreads each COPY's round trips over more samples. Every
+# round trip hands the GIL to a producer that keeps it for up to the 5 ms switch
+# interval, so few big COPYs keep up where many small ones fall behind.
+COPY_ROWS_MAX = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +133,9 @@ class Persister:
         if self._away_since is not None or self.spill.has_claimable():
             for path in self.spill.claim():
                 self._replay(path)
+        size = max(self.batch, COPY_ROWS_MAX)
         for _ in range(self.buffer.bound // self.batch + 1):
-            samples = self.buffer.take(self.batch)
+            samples = self.buffer.take(size)
             if not samples:
                 break
             self._write(samples)

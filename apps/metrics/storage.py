@@ -12,6 +12,7 @@ from operator import floordiv, itemgetter
 from typing import Any
 
 import psycopg
+from psycopg.copy import LibpqWriter
 
 from apps.metrics.buffer import DAY_US, MINUTE_US, Row, us_at, us_day
 from apps.metrics.db import Database, raw_connection
@@ -25,6 +26,10 @@ COPY_SQL = "COPY metrics_sample (series_id, at, value) FROM STDIN (FORMAT BINARY
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _ROW = struct.Struct(">hiqiqid")
 _TRAILER = struct.pack(">h", -1)
+# Bytes handed to libpq before waiting for them to reach the server. Each wait
+# lets the producer take the GIL for up to a switch interval (5 ms), so a batch
+# goes in one piece (a few MB at most; libpq still sends as it is given data).
+COPY_FLUSH_BYTES = 256 * 2**20
 # Every flushed minute becomes due for (re-)rolling; late samples mark it again.
 PENDING_SQL = (
     "INSERT INTO metrics_pendingrollup (resolution, bucket_start) "
@@ -60,17 +65,17 @@ class SampleWriter:
         """Land every row in one transaction, or raise and land none."""
         if not rows:
             return
-        minutes = set(map(floordiv, map(itemgetter(1), rows), repeat(MINUTE_US)))
+        minutes = _minutes(list(map(itemgetter(1), rows)))
         self._ensure_partitions({us_day(m * MINUTE_US // DAY_US) for m in minutes})
         connection = raw_connection(self.database())
         with connection.transaction(), connection.cursor() as cursor:
             ids = self._series_ids(cursor, set(map(itemgetter(0), rows)))
             pack = _ROW.pack
-            body = b"".join([pack(3, 8, ids[s], 8, us, 8, v) for s, us, v in rows])
-            with cursor.copy(COPY_SQL) as copy:
-                copy.write(_HEADER)
-                copy.write(body)
-                copy.write(_TRAILER)
+            packed = [pack(3, 8, ids[s], 8, us, 8, v) for s, us, v in rows]
+            packed.append(_TRAILER)
+            writer = LibpqWriter(cursor, flush_threshold=COPY_FLUSH_BYTES)
+            with cursor.copy(COPY_SQL, writer=writer) as copy:
+                copy.write(_HEADER + b"".join(packed))
             starts = sorted(us_at(m * MINUTE_US) for m in minutes)
             cursor.execute(PENDING_SQL, [starts])
         if len(self._ids) + len(ids) > self.cache_max:
@@ -109,3 +114,13 @@ def _series_upsert(
         s: pks[(name, digest)]
         for s, name, digest in zip(ordered, names, hashes, strict=True)
     }
+
+
+def _minutes(times: list[int]) -> set[int]:
+    """The minutes (``us // MINUTE_US``) of ``times``. When the earliest and the
+    latest are at most one minute apart (the usual batch) those two are all of
+    them, found without a division per sample."""
+    low, high = min(times) // MINUTE_US, max(times) // MINUTE_US
+    if high - low <= 1:
+        return {low, high}
+    return set(map(floordiv, times, repeat(MINUTE_US)))

@@ -4,8 +4,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from apps.metrics.buffer import Buffer
+from apps.metrics.db import default_database
+from apps.metrics.models import PendingRollup
 from apps.metrics.partitions import partition_name, partitions_list
+from apps.metrics.persister import Persister
 from apps.metrics.spill import Spill
+from apps.metrics.storage import SampleWriter
 from tests.metrics.conftest import raw_count, running_persister, sample
 from tests.procs import wait_until
 
@@ -60,3 +65,60 @@ def test_stop__database_still_away__buffer_spilled_for_the_next_start(tmp_path, 
     with running_persister(tmp_path, database=outage.database) as again:
         wait_until(lambda: raw_count("t.stop") == 300, timeout=30, what="replay")
     assert again.stats().replayed == 300
+
+
+def test_cycle__backlog_past_the_batch_size__one_copy_takes_it_all(tmp_path):
+    # Given 30 batches' worth waiting (a producer outran the persister)
+    buffer = Buffer(bound=50_000, flush_at=1000)
+    persister = Persister(
+        buffer=buffer,
+        spill_dir=tmp_path,
+        spill_max_bytes=2**20,
+        interval=60,
+        batch=1000,
+        database=default_database,
+    )
+    for n in range(30_000):
+        buffer.append(sample("t.backlog", n, host=f"h{n % 7}"))
+    sizes: list[int] = []
+    write = persister.writer.write
+    persister.writer.write = lambda rows: (sizes.append(len(rows)), write(rows))[1]
+    # When one cycle runs
+    persister.cycle()
+    # Then a single COPY landed all of it
+    assert sizes == [30_000]
+    assert raw_count("t.backlog") == 30_000
+    assert (persister.stats().flushed, len(buffer)) == (30_000, 0)
+
+
+def test_write__minutes_0_1_then_0_and_5__exactly_the_touched_minutes_pending():
+    base = (datetime.now(UTC) - timedelta(hours=1)).replace(second=0, microsecond=0)
+    minute = timedelta(minutes=1)
+    writer = SampleWriter(database=default_database)
+
+    def pending() -> set[datetime]:
+        return set(
+            PendingRollup.objects.filter(
+                resolution="minute",
+                bucket_start__gte=base,
+                bucket_start__lt=base + 10 * minute,
+            ).values_list("bucket_start", flat=True)
+        )
+
+    # Two neighbouring minutes
+    writer.write(
+        [
+            sample("t.pending", 1, at=base + timedelta(seconds=59)),
+            sample("t.pending", 2, at=base + minute),
+        ]
+    )
+    assert pending() == {base, base + minute}
+    # Minutes 0 and 5: none of the minutes between them
+    writer.write(
+        [
+            sample("t.pending", 3, at=base + 5 * minute + timedelta(seconds=30)),
+            sample("t.pending", 4, at=base + timedelta(seconds=2)),
+        ]
+    )
+    assert pending() == {base, base + minute, base + 5 * minute}
+    assert raw_count("t.pending") == 4
