@@ -51,8 +51,12 @@ def sample_row(name: str, tags: Tags, at: datetime, value: float) -> Row:
 class Buffer:
     """Samples waiting for the persister; refuses (and counts) past ``bound``.
 
-    ``record()`` appends to ``rows`` itself (the same checks as ``append``,
-    inlined to save a call per sample)."""
+    ``record()`` appends to ``rows`` itself (the fast path of ``append``, inlined
+    to save a call per sample). While fewer than ``check_at`` rows wait the append
+    is all there is to do (the row that makes ``flush_at`` takes the slow path); from there ``append_slow`` refuses past the bound or wakes the persister
+    and raises ``check_at`` to the bound, so a producer that runs ahead of the
+    persister does not test the wake event on every sample. The persister lowers
+    it again with ``rearm`` before each cycle."""
 
     def __init__(self, *, bound: int, flush_at: int) -> None:
         self.bound = bound
@@ -61,6 +65,7 @@ class Buffer:
         self.recorded = 0
         self.dropped = 0
         self.rows: deque[Row] = deque()
+        self.check_at = _check_at(flush_at, bound)
         self._drop_lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -69,14 +74,29 @@ class Buffer:
     def append(self, row: Row) -> bool:
         """Queue ``row``; False (and counted) when the buffer is full."""
         rows = self.rows
-        if len(rows) >= self.bound:
+        if len(rows) < self.check_at:
+            rows.append(row)
+            self.recorded += 1  # a statistic: a rare lost increment is harmless
+            return True
+        return self.append_slow(row)
+
+    def append_slow(self, row: Row) -> bool:
+        """``append`` from ``check_at`` rows on: refuse past the bound, else queue
+        ``row`` and wake the persister."""
+        if len(self.rows) >= self.bound:
             self.refuse()
             return False
-        rows.append(row)
-        self.recorded += 1  # a statistic: a rare lost increment is harmless
-        if len(rows) >= self.flush_at and not self.wake.is_set():
-            self.wake.set()
+        self.rows.append(row)
+        self.recorded += 1
+        # Raised before the wake: a rearm racing with this one happens after it.
+        self.check_at = self.bound
+        self.wake.set()
         return True
+
+    def rearm(self) -> None:
+        """Clear the wake event and look again from ``flush_at`` rows."""
+        self.wake.clear()
+        self.check_at = _check_at(self.flush_at, self.bound)
 
     def refuse(self) -> None:
         """Count one sample refused because the buffer is full."""
@@ -94,3 +114,7 @@ class Buffer:
     def put_back(self, rows: list[Row]) -> None:
         """Return rows a failed flush took, oldest first, ahead of newer ones."""
         self.rows.extendleft(reversed(rows))
+
+
+def _check_at(flush_at: int, bound: int) -> int:
+    return max(0, min(flush_at - 1, bound))

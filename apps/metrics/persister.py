@@ -110,7 +110,7 @@ class Persister:
     def _run(self) -> None:
         while not self._stopping.is_set():
             self.buffer.wake.wait(self.interval)
-            self.buffer.wake.clear()
+            self.buffer.rearm()
             self.cycle()
         self.cycle(final=True)
         self.database().close()

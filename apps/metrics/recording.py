@@ -57,13 +57,11 @@ def record(
         raise ValidationFailed(NOT_FINITE)
     buffer = process.buffer()
     rows = buffer.rows
-    if len(rows) >= buffer.bound:
-        buffer.refuse()
-        return
-    rows.append((series, at_us_, value))
-    buffer.recorded += 1  # a statistic: a rare lost increment is harmless
-    if len(rows) >= buffer.flush_at and not buffer.wake.is_set():
-        buffer.wake.set()
+    if len(rows) < buffer.check_at:  # Buffer.append, inlined
+        rows.append((series, at_us_, value))
+        buffer.recorded += 1  # a statistic: a rare lost increment is harmless
+    else:
+        buffer.append_slow((series, at_us_, value))
 
 
 def checked_row(

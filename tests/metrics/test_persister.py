@@ -122,3 +122,33 @@ def test_write__minutes_0_1_then_0_and_5__exactly_the_touched_minutes_pending():
     )
     assert pending() == {base, base + minute, base + 5 * minute}
     assert raw_count("t.pending") == 4
+
+
+def test_wake__flush_batch_reached_twice__flushed_each_time_without_the_timer(
+    tmp_path,
+):
+    # Given a persister whose timer would not fire during the test
+    buffer = Buffer(bound=10_000, flush_at=100)
+    persister = Persister(
+        buffer=buffer,
+        spill_dir=tmp_path,
+        spill_max_bytes=2**20,
+        interval=600,
+        batch=100,
+        database=default_database,
+    )
+    persister.start()
+    try:
+        # When FLUSH_BATCH samples are queued, twice
+        for round_ in (1, 2):
+            for n in range(100):
+                assert buffer.append(sample("t.wake", round_ * 1000 + n))
+            # Then each time the count wakes it and they land
+            wait_until(
+                lambda round_=round_: raw_count("t.wake") == round_ * 100,
+                timeout=20,
+                what=f"flush {round_}",
+            )
+    finally:
+        persister.stop()
+    assert persister.stats().flushed == 200
