@@ -12,6 +12,13 @@ Subjects, each writing N samples over 100 series into ``metrics_sample``:
   pending-rollup marks: the ceiling);
 then ``record()`` per call on the caller's thread (best of five runs of 200,000,
 the persister draining meanwhile).
+
+Wall-clock rates swing with the other engineers' load on this shared machine, so
+each subject also prints the process CPU time per row, and the whole path splits
+it into the producer thread (the caller's loop: f-string, tags dict, record())
+and the rest (the persister thread). Producer and persister share one GIL, so
+1e9 / (CPU ns per sample) is the most this process could reach on one idle core:
+its ceiling, printed next to 0.8 of raw COPY.
 """
 
 import argparse
@@ -19,6 +26,8 @@ import os
 import tempfile
 import time
 import timeit
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from benchmarks.flags_common import django_setup, servers
@@ -56,18 +65,34 @@ def check_landed(expected: int, subject: str) -> None:
         raise SystemExit(f"{subject}: {found} rows landed, expected {expected}")
 
 
-def whole_path(samples: int) -> float:
+@dataclass(frozen=True, slots=True)
+class Figure:
+    rate: float  # rows per second, wall clock
+    cpu_ns: float  # process CPU time per row
+    producer_ns: float = 0.0  # of which the producer thread (whole path only)
+
+
+def whole_path(samples: int) -> Figure:
     from apps import metrics
     from apps.metrics import process
 
     metrics.record("bench.warmup", 0.0)  # start the persister outside the timing
-    start = time.perf_counter()
+    start, cpu, producer = time.perf_counter(), time.process_time(), time.thread_time()
     for n in range(samples):
         metrics.record("bench.ingest", float(n), {"host": f"h{n % SERIES}"})
+    producer = time.thread_time() - producer
     target = samples + 1
     while (stats := process.persister_stats()) is None or stats.flushed < target:
         time.sleep(0.005)
-    return samples / (time.perf_counter() - start)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return Figure(samples / wall, cpu / samples * 1e9, producer / samples * 1e9)
+
+
+def timed(subject: Callable[[], None], rows: int) -> Figure:
+    start, cpu = time.perf_counter(), time.process_time()
+    subject()
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return Figure(rows / wall, cpu / rows * 1e9)
 
 
 def series_ids() -> list[int]:
@@ -92,27 +117,24 @@ def rows(samples: int, ids: list[int]) -> list[tuple[int, datetime, float]]:
     ]
 
 
-def bulk_create(data: list[tuple[int, datetime, float]]) -> float:
+def bulk_create(data: list[tuple[int, datetime, float]]) -> None:
     from django.db import transaction
 
     from apps.metrics.models import Sample
 
-    start = time.perf_counter()
     for low in range(0, len(data), BATCH):
         objs = [
             Sample(series_id=s, at=a, value=v) for s, a, v in data[low : low + BATCH]
         ]
         with transaction.atomic():
             Sample.objects.bulk_create(objs)
-    return len(data) / (time.perf_counter() - start)
 
 
-def raw_copy(data: list[tuple[int, datetime, float]]) -> float:
+def raw_copy(data: list[tuple[int, datetime, float]]) -> None:
     from apps.metrics.db import raw_connection
     from apps.metrics.storage import COPY_SQL
 
     connection = raw_connection()
-    start = time.perf_counter()
     for low in range(0, len(data), BATCH):
         with (
             connection.transaction(),
@@ -122,7 +144,6 @@ def raw_copy(data: list[tuple[int, datetime, float]]) -> float:
             copy.set_types(["int8", "timestamptz", "float8"])
             for row in data[low : low + BATCH]:
                 copy.write_row(row)
-    return len(data) / (time.perf_counter() - start)
 
 
 def record_cost(calls: int = 200_000) -> float:
@@ -142,6 +163,7 @@ def main(samples: int) -> None:
     partitions_create(
         days=[datetime.now(UTC).date() + timedelta(days=d) for d in (0, 1)]
     )
+    print(f"load average at the start: {load()}")
     truncate()
     results = [("record → buffer → persister", whole_path(samples))]
     check_landed(samples + 1, "whole path")  # and the warm-up sample
@@ -151,15 +173,39 @@ def main(samples: int) -> None:
         ("raw psycopg COPY", raw_copy),
     ):
         truncate()
-        results.append((name, subject(data)))
+        results.append((name, timed(lambda subject=subject: subject(data), samples)))
         check_landed(samples, name)
-    bulk, copy = results[1][1], results[2][1]
-    print(f"{samples:,} samples over {SERIES} series, one run, side by side")
-    print(f"{'subject':32} {'rows/s':>10} {'x bulk':>7} {'x COPY':>7}")
-    for name, rate in results:
-        print(f"{name:32} {rate:10,.0f} {rate / bulk:7.2f} {rate / copy:7.2f}")
+    report(samples, results)
     print(f"record() per call on the caller's thread: {record_cost():,.0f} ns")
+    print(f"load average at the end: {load()}")
     process.shutdown()  # flush the cost run's samples before the servers stop
+
+
+def report(samples: int, results: list[tuple[str, Figure]]) -> None:
+    bulk, copy = results[1][1].rate, results[2][1].rate
+    print(f"{samples:,} samples over {SERIES} series, one run, side by side")
+    print(
+        f"{'subject':32} {'rows/s':>10} {'x bulk':>7} {'x COPY':>7} {'CPU ns/row':>11}"
+    )
+    for name, figure in results:
+        print(
+            f"{name:32} {figure.rate:10,.0f} {figure.rate / bulk:7.2f} "
+            f"{figure.rate / copy:7.2f} {figure.cpu_ns:11,.0f}"
+        )
+    whole = results[0][1]
+    print(
+        f"whole path CPU per sample: producer thread {whole.producer_ns:,.0f} ns, "
+        f"persister and the rest {whole.cpu_ns - whole.producer_ns:,.0f} ns"
+    )
+    ceiling = 1e9 / whole.cpu_ns
+    print(
+        f"one-GIL ceiling at that cost: {ceiling:,.0f} samples/s "
+        f"({ceiling / copy:.2f} of raw COPY; 0.8 of raw COPY is {0.8 * copy:,.0f})"
+    )
+
+
+def load() -> str:
+    return " ".join(f"{figure:.2f}" for figure in os.getloadavg())
 
 
 if __name__ == "__main__":
