@@ -133,12 +133,16 @@ class Persister:
         if self._away_since is not None or self.spill.has_claimable():
             for path in self.spill.claim():
                 self._replay(path)
+        # About one buffer's worth per cycle, as many COPYs as that takes: a
+        # producer faster than the database cannot keep a stop waiting for long.
+        budget = self.buffer.bound + self.batch
         size = max(self.batch, COPY_ROWS_MAX)
-        for _ in range(self.buffer.bound // self.batch + 1):
-            samples = self.buffer.take(size)
+        while budget > 0:
+            samples = self.buffer.take(min(size, budget))
             if not samples:
                 break
             self._write(samples)
+            budget -= len(samples)
         if self._away_since is not None:
             log.info("metrics.database_back", away_seconds=self._away_seconds())
         self._away_since = None
