@@ -1,5 +1,6 @@
 """Series identity, raw samples (a table partitioned by day) and rollups."""
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -50,24 +51,42 @@ class Resolution(models.TextChoices):
     DAY = "day"
 
 
-class Rollup(models.Model):
-    """Count, sum, min, max and a log-bucket sketch of one series over one bucket.
+class RollupFields(models.Model):
+    """Count, sum, min, max and a log-bucket sketch over one bucket of time.
 
-    ``sketch`` maps a bucket key (see ``apps.metrics.sketch``) to its count, so two
-    sketches merge by adding counts.
+    The sketch is two arrays of one length: ``sketch_keys``, the bucket codes
+    present in ascending order (see ``apps.metrics.sketch``), and
+    ``sketch_counts``, each code's count; two sketches merge by adding counts
+    of equal codes.
     """
 
     resolution = models.CharField(max_length=6, choices=Resolution.choices)
-    series = models.ForeignKey(Series, on_delete=models.CASCADE)
     bucket_start = models.DateTimeField()
     count = models.BigIntegerField()
     sum = models.FloatField()
     min = models.FloatField()
     max = models.FloatField()
-    sketch = models.JSONField()
+    sketch_keys = ArrayField(models.IntegerField())
+    sketch_counts = ArrayField(models.BigIntegerField())
     rolled_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        abstract = True
+
+
+class Rollup(RollupFields):
+    """One series over one bucket."""
+
+    series = models.ForeignKey(Series, on_delete=models.CASCADE)
+
+    class Meta:
+        # Merges, per-name minutes and retention read one resolution's time range
+        # across all series.
+        indexes = [
+            models.Index(
+                fields=["resolution", "bucket_start"], name="metrics_rollup_time"
+            )
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["resolution", "series", "bucket_start"],
@@ -84,6 +103,32 @@ class Rollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.series_id} {self.resolution} {self.bucket_start:%Y-%m-%d %H:%M}"
+
+
+class NameRollup(RollupFields):
+    """Every series of one metric name merged over one bucket, written by the
+    rollup task beside the series' own rollups, so a query without a tag filter
+    reads one sketch per bucket however many series the name has."""
+
+    name = models.CharField(max_length=200)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["resolution", "name", "bucket_start"],
+                name="metrics_namerollup_bucket",
+            ),
+            models.CheckConstraint(
+                condition=Q(resolution__in=Resolution.values),
+                name="metrics_namerollup_known_resolution",
+            ),
+            models.CheckConstraint(
+                condition=Q(count__gte=1), name="metrics_namerollup_count_min"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.resolution} {self.bucket_start:%Y-%m-%d %H:%M}"
 
 
 class PendingRollup(models.Model):

@@ -14,35 +14,52 @@ from apps.core.exceptions import ValidationFailed
 from apps.metrics.dbmonitor import QueryNote, db_key
 from apps.metrics.models import Resolution
 from apps.metrics.rollups import SIZE
-from apps.metrics.sketch import quantile, quantiles
+from apps.metrics.sketch import code_quantiles, quantile
 
 MAX_BUCKETS = 10_000
-# The rollups of the query: the series of the name whose tags contain the filter,
-# one resolution, [start, end); "b" is the step bucket each rollup falls in.
-ROLLUPS_SQL = """
+# The rollups of the query over one resolution and [start, end), "b" being the
+# step bucket each falls in: without a tag filter, the name's own rollups (every
+# series already merged by the rollup task, one row per bucket); with one, the
+# rollups of the name's series whose tags contain the filter.
+NAME_ROLLUPS_SQL = """
+SELECT date_bin(%(step)s, r.bucket_start, %(start)s) AS b, r.*
+FROM metrics_namerollup r
+WHERE r.name = %(name)s AND r.resolution = %(resolution)s
+  AND r.bucket_start >= %(start)s AND r.bucket_start < %(end)s
+"""
+SERIES_ROLLUPS_SQL = """
 SELECT date_bin(%(step)s, r.bucket_start, %(start)s) AS b, r.*
 FROM metrics_rollup r JOIN metrics_series s ON s.id = r.series_id
 WHERE s.name = %(name)s AND s.tags @> %(tags)s::jsonb
   AND r.resolution = %(resolution)s
   AND r.bucket_start >= %(start)s AND r.bucket_start < %(end)s
 """
-# Two scans of the rollups, each inlined (no CTE read twice, which would copy
-# every sketch into a work table): the plain aggregates without touching the
-# sketches, and the sketches merged per step bucket into one array of keys and
-# one of summed counts. Python then only reads one merged sketch per step bucket.
-QUERY_SQL = f"""
-WITH a AS (
+
+
+def _query_sql(rollups: str) -> str:
+    # Two scans of the rollups, each inlined (no CTE read twice, which would copy
+    # every sketch into a work table): the plain aggregates without touching the
+    # sketches, and the sketches merged per step bucket (counts of equal codes
+    # added), codes ascending. Python then reads one merged sketch per bucket.
+    return f"""
+SELECT a.b, a.n, a.s, a.lo, a.hi, k.keys, k.counts
+FROM (
     SELECT b, sum(count)::bigint AS n, sum(sum) AS s, min(min) AS lo, max(max) AS hi
-    FROM ({ROLLUPS_SQL}) r GROUP BY b
-), k AS (
-    SELECT b, array_agg(key) AS keys, array_agg(c) AS counts FROM (
-        SELECT r.b, e.key, sum(e.value::bigint)::bigint AS c
-        FROM ({ROLLUPS_SQL}) r, jsonb_each_text(r.sketch) AS e GROUP BY 1, 2
+    FROM ({rollups}) r GROUP BY b
+) a JOIN (
+    SELECT b, array_agg(key ORDER BY key) AS keys, array_agg(c ORDER BY key) AS counts
+    FROM (
+        SELECT r.b, e.key, sum(e.c)::bigint AS c
+        FROM ({rollups}) r, unnest(r.sketch_keys, r.sketch_counts) AS e(key, c)
+        GROUP BY 1, 2
     ) merged GROUP BY b
-)
-SELECT a.b, a.n, a.s, a.lo, a.hi, k.keys, k.counts FROM a JOIN k USING (b)
+) k USING (b)
 ORDER BY a.b
 """  # noqa: S608 - built from constants only
+
+
+NAME_QUERY_SQL = _query_sql(NAME_ROLLUPS_SQL)
+SERIES_QUERY_SQL = _query_sql(SERIES_ROLLUPS_SQL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +102,7 @@ def metrics_query(
         "step": timedelta(seconds=step),
     }
     with connection.cursor() as cursor:
-        cursor.execute(QUERY_SQL, params)
+        cursor.execute(SERIES_QUERY_SQL if tags else NAME_QUERY_SQL, params)
         return resolution, [_bucket(*row) for row in cursor.fetchall()]
 
 
@@ -95,11 +112,12 @@ def _bucket(
     total: float,
     low: float,
     high: float,
-    keys: list[str],
+    keys: list[int],
     counts: list[int],
 ) -> Bucket:
-    sketch = dict(zip(keys, counts, strict=True))
-    p50, p95, p99 = quantiles(sketch, (0.5, 0.95, 0.99), lowest=low, highest=high)
+    p50, p95, p99 = code_quantiles(
+        keys, counts, (0.5, 0.95, 0.99), lowest=low, highest=high
+    )
     return Bucket(start, count, total, low, high, total / count, p50, p95, p99)
 
 

@@ -8,7 +8,7 @@ from django.conf import settings
 
 from apps.core.exceptions import DependencyUnavailable, ValidationFailed
 from apps.metrics import process
-from apps.metrics.models import Resolution, Rollup
+from apps.metrics.models import NameRollup, Resolution, Rollup
 from apps.metrics.partitions import partitions_create, partitions_drop_before
 from apps.metrics.recording import checked_row
 from apps.metrics.rollups import rollup_due
@@ -94,12 +94,14 @@ def _rollups_delete(
 ) -> int:
     # In bounded batches: each is a short transaction that holds few locks.
     deleted = 0
-    while True:
-        ids = list(
-            Rollup.objects.filter(
-                resolution=resolution, bucket_start__lt=before
-            ).values_list("id", flat=True)[:batch]
-        )
-        if not ids:
-            return deleted
-        deleted += Rollup.objects.filter(id__in=ids).delete()[0]
+    for model in (Rollup, NameRollup):
+        while True:
+            ids = list(
+                model.objects.filter(
+                    resolution=resolution, bucket_start__lt=before
+                ).values_list("id", flat=True)[:batch]
+            )
+            if not ids:
+                break
+            deleted += model.objects.filter(id__in=ids).delete()[0]
+    return deleted

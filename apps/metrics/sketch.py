@@ -2,16 +2,20 @@
 
 A positive value v falls in bucket ``ceil(ln(v) / ln(gamma))`` with
 ``gamma = (1 + a) / (1 - a)`` and relative accuracy ``a = 0.01``; a negative value
-in the mirrored bucket (key prefixed with ``n``); a value whose magnitude is under
-``MIN_INDEXABLE`` counts as zero (key ``z``). A sketch is a mapping key → count, so
-merging two sketches adds counts. A quantile read from it is within 1 % (relative)
-of the exact lower quantile ``sorted(values)[floor(q * (n - 1))]`` for any value of
-magnitude at least ``MIN_INDEXABLE``.
+in the mirrored bucket; a value whose magnitude is under ``MIN_INDEXABLE`` counts
+as zero. A rollup stores its sketch as two arrays: the bucket codes present
+(ascending) and their counts, so merging two sketches adds counts by code. A
+quantile read from it is within 1 % (relative) of the exact lower quantile
+``sorted(values)[floor(q * (n - 1))]`` for any value of magnitude at least
+``MIN_INDEXABLE``.
+
+The database monitor keeps the same buckets as a text-keyed map in Redis (``z``,
+``<index>``, ``n<index>``); ``quantile``/``quantiles`` read that form.
 """
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 RELATIVE_ACCURACY = 0.01
 GAMMA = (1 + RELATIVE_ACCURACY) / (1 - RELATIVE_ACCURACY)
@@ -21,9 +25,10 @@ ZERO_KEY = "z"
 NEGATIVE_PREFIX = "n"
 
 
-# Bucket codes: one integer per bucket, so raw rows group on a single int key:
-# 0 for the zero bucket, sign * (index + CODE_OFFSET) otherwise (|index| stays far
-# below the offset for any float8: ln(1e308) / ln(gamma) is about 35,000).
+# Bucket codes: one integer per bucket, 0 for the zero bucket, sign * (index +
+# CODE_OFFSET) otherwise (|index| stays far below the offset for any float8:
+# ln(1e308) / ln(gamma) is about 35,000). Codes sort as their values do, so a
+# sketch whose codes ascend is already in value order.
 CODE_OFFSET = 1 << 20
 
 
@@ -35,23 +40,28 @@ def bucket_code_sql(column: str) -> str:
     )
 
 
-def bucket_key_from_code_sql(code: str) -> str:
-    """SQL giving the text key (``z``, ``<index>``, ``n<index>``) of a bucket code."""
-    return (
-        f"CASE WHEN {code} = 0 THEN '{ZERO_KEY}' "
-        f"WHEN {code} > 0 THEN ({code} - {CODE_OFFSET})::text "
-        f"ELSE '{NEGATIVE_PREFIX}' || (-{code} - {CODE_OFFSET}) END"
-    )
+def bucket_code(value: float) -> int:
+    """``value``'s bucket code, as ``bucket_code_sql`` computes it."""
+    if abs(value) < MIN_INDEXABLE:
+        return 0
+    code = math.ceil(math.log(abs(value)) / LN_GAMMA) + CODE_OFFSET
+    return code if value > 0 else -code
 
 
 @functools.lru_cache(maxsize=65_536)
-def _key_value(key: str) -> float:
-    if key == ZERO_KEY:
+def code_value(code: int) -> float:
+    """The value a bucket code stands for (within RELATIVE_ACCURACY of its members)."""
+    if code == 0:
         return 0.0
-    negative = key.startswith(NEGATIVE_PREFIX)
-    index = int(key.removeprefix(NEGATIVE_PREFIX))
-    magnitude = 2 * GAMMA**index / (GAMMA + 1)
-    return -magnitude if negative else magnitude
+    magnitude = 2 * GAMMA ** (abs(code) - CODE_OFFSET) / (GAMMA + 1)
+    return magnitude if code > 0 else -magnitude
+
+
+def _key_code(key: str) -> int:
+    if key == ZERO_KEY:
+        return 0
+    code = int(key.removeprefix(NEGATIVE_PREFIX)) + CODE_OFFSET
+    return -code if key.startswith(NEGATIVE_PREFIX) else code
 
 
 def quantile(
@@ -72,20 +82,37 @@ def quantiles(
     highest: float,
 ) -> list[float | None]:
     """``quantile`` of each of ``qs`` (ascending), from one sort and one walk."""
-    ordered = sorted((_key_value(key), int(count)) for key, count in sketch.items())
-    total = sum(count for _, count in ordered)
+    ordered = sorted((_key_code(key), int(count)) for key, count in sketch.items())
+    codes = [code for code, _ in ordered]
+    counts = [count for _, count in ordered]
+    return code_quantiles(codes, counts, qs, lowest=lowest, highest=highest)
+
+
+def code_quantiles(
+    codes: Sequence[int],
+    counts: Sequence[int],
+    qs: Sequence[float],
+    *,
+    lowest: float,
+    highest: float,
+) -> list[float | None]:
+    """The quantiles ``qs`` (ascending) of a stored sketch (codes ascending), in
+    one walk; each within RELATIVE_ACCURACY, bounded by the exact min and max."""
+    total = sum(counts)
     if total == 0:
         return [None] * len(qs)
     found: list[float | None] = []
     seen = 0
-    walk = iter(ordered)
+    walk: Iterator[tuple[int, int]] = zip(codes, counts, strict=True)
+    code = 0
     for q in qs:
         rank = q * (total - 1)
         while seen <= rank:
             step = next(walk, None)
             if step is None:
                 break
-            value, count = step
+            code, count = step
             seen += count
+        value = code_value(code)
         found.append(min(max(value, lowest), highest) if seen > rank else highest)
     return found

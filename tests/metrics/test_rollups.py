@@ -3,6 +3,7 @@ retention drops whole partitions."""
 
 import math
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,11 +11,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from apps.metrics.db import default_database
-from apps.metrics.models import PendingRollup, Resolution, Rollup
+from apps.metrics.models import (
+    NameRollup,
+    PendingRollup,
+    Resolution,
+    Rollup,
+    Series,
+)
 from apps.metrics.partitions import partition_name, partitions_create, partitions_list
 from apps.metrics.rollups import rollup_due
 from apps.metrics.services import retention_apply
-from apps.metrics.sketch import RELATIVE_ACCURACY, quantile
+from apps.metrics.sketch import CODE_OFFSET, RELATIVE_ACCURACY, code_quantiles
 from apps.metrics.storage import SampleWriter
 from tests.metrics.conftest import sample
 
@@ -32,7 +39,9 @@ def minute_rows(name: str) -> list[tuple]:
     return list(
         Rollup.objects.filter(series__name=name, resolution="minute")
         .order_by("bucket_start")
-        .values_list("bucket_start", "count", "sum", "min", "max", "sketch")
+        .values_list(
+            "bucket_start", "count", "sum", "min", "max", "sketch_keys", "sketch_counts"
+        )
     )
 
 
@@ -64,9 +73,11 @@ def test_minute_rollup__zero_tiny_and_negative_values__one_key_each():
         ]
     )
     roll_all()
-    ((_, count, total, low, high, sketch),) = minute_rows("t.signs")
+    ((_, count, total, low, high, keys, counts),) = minute_rows("t.signs")
     assert (count, total, low, high) == (6, 2.0, -2.0, 2.0)
-    assert sketch == {"z": 3, "35": 2, "n35": 1}
+    # Codes ascend as their values do: -2 (index 35 mirrored), zero, 2.
+    assert keys == [-(CODE_OFFSET + 35), 0, CODE_OFFSET + 35]
+    assert counts == [1, 3, 2]
 
 
 def test_minute_rollup__due_minutes_with_gaps__each_run_rolled_others_untouched():
@@ -97,7 +108,98 @@ def test_minute_rollup__late_sample__minute_and_hour_rerolled():
     (minute,) = minute_rows("t.late")
     assert (minute[1], minute[2], minute[4]) == (2, 1010, 1000)
     hour = Rollup.objects.get(series__name="t.late", resolution="hour")
-    assert (hour.count, hour.max, sum(hour.sketch.values())) == (2, 1000, 2)
+    assert (hour.count, hour.max, sum(hour.sketch_counts)) == (2, 1000, 2)
+
+
+def test_minute_rollup__series_deleted_with_raw_left__other_series_still_rolled():
+    writer = SampleWriter(database=default_database)
+    writer.write(
+        [
+            sample("t.gone", 1, at=HOUR + timedelta(seconds=1), host="gone"),
+            sample("t.gone", 2, at=HOUR + timedelta(seconds=2), host="kept"),
+        ]
+    )
+    Series.objects.filter(name="t.gone", tags={"host": "gone"}).delete()
+    roll_all()
+    assert [row[1:3] for row in minute_rows("t.gone")] == [(1, 2)]
+    ((_, count, *_),) = name_rows("t.gone", "minute")
+    assert count == 1
+
+
+def merged_rows(name: str, resolution: str) -> list[tuple]:
+    """The name's series rollups of ``resolution`` merged in Python, per bucket."""
+    merged: dict[datetime, list] = {}
+    for row in Rollup.objects.filter(series__name=name, resolution=resolution):
+        n, total, low, high, counts = merged.setdefault(
+            row.bucket_start, [0, 0.0, math.inf, -math.inf, Counter()]
+        )
+        counts.update(dict(zip(row.sketch_keys, row.sketch_counts, strict=True)))
+        merged[row.bucket_start] = [
+            n + row.count,
+            total + row.sum,
+            min(low, row.min),
+            max(high, row.max),
+            counts,
+        ]
+    return [
+        (start, n, total, low, high, sorted(c), [c[k] for k in sorted(c)])
+        for start, (n, total, low, high, c) in sorted(merged.items())
+    ]
+
+
+def name_rows(name: str, resolution: str) -> list[tuple]:
+    return list(
+        NameRollup.objects.filter(name=name, resolution=resolution)
+        .order_by("bucket_start")
+        .values_list(
+            "bucket_start", "count", "sum", "min", "max", "sketch_keys", "sketch_counts"
+        )
+    )
+
+
+def same_rows(got: list[tuple], want: list[tuple]) -> bool:
+    """Equal, sums up to float rounding (PostgreSQL adds in its own order)."""
+    return len(got) == len(want) and all(
+        g[:2] == w[:2] and g[3:] == w[3:] and math.isclose(g[2], w[2], rel_tol=1e-12)
+        for g, w in zip(got, want, strict=True)
+    )
+
+
+def test_name_rollup__three_series__equals_their_rollups_merged_per_bucket():
+    writer = SampleWriter(database=default_database)
+    writer.write(
+        [
+            sample(
+                "t.names", (n % 97) * 1.5 - 20, at=HOUR + timedelta(seconds=n), host=h
+            )
+            for n in range(0, 150)
+            for h in ("a", "b", "c")
+            if (n + ord(h)) % 4
+        ]
+    )
+    roll_all()
+    for resolution in ("minute", "hour"):
+        want = merged_rows("t.names", resolution)
+        assert len(want) == (3 if resolution == "minute" else 1)
+        assert same_rows(name_rows("t.names", resolution), want), resolution
+
+
+def test_name_rollup__late_sample_of_one_series__name_minute_and_hour_rerolled():
+    writer = SampleWriter(database=default_database)
+    writer.write(
+        [
+            sample("t.namelate", 10, at=HOUR + timedelta(seconds=5), host="a"),
+            sample("t.namelate", 20, at=HOUR + timedelta(seconds=6), host="b"),
+        ]
+    )
+    roll_all()
+    writer.write(
+        [sample("t.namelate", 5000, at=HOUR + timedelta(seconds=40), host="b")]
+    )
+    roll_all()
+    for resolution in ("minute", "hour"):
+        ((_, count, total, _, high, _, counts),) = name_rows("t.namelate", resolution)
+        assert (count, total, high, sum(counts)) == (3, 5030, 5000, 3)
 
 
 values = st.lists(
@@ -127,14 +229,18 @@ def test_percentile__merged_hours__within_relative_accuracy_of_exact(values):
     )
     roll_all(now=HOUR + timedelta(days=2))
     hours = Rollup.objects.filter(series__name=name, resolution="hour")
-    merged: dict[str, int] = {}
+    merged: Counter[int] = Counter()
     for hour in hours:
-        for key, count in hour.sketch.items():
-            merged[key] = merged.get(key, 0) + count
+        merged.update(dict(zip(hour.sketch_keys, hour.sketch_counts, strict=True)))
+    codes = sorted(merged)
     ordered = sorted(values)
-    for q in (0.0, 0.5, 0.95, 0.99, 1.0):
+    qs = (0.0, 0.5, 0.95, 0.99, 1.0)
+    estimates = code_quantiles(
+        codes, [merged[c] for c in codes], qs, lowest=ordered[0], highest=ordered[-1]
+    )
+    for q, estimate in zip(qs, estimates, strict=True):
         exact = ordered[math.floor(q * (len(ordered) - 1))]
-        estimate = quantile(merged, q, lowest=ordered[0], highest=ordered[-1])
+        assert estimate is not None
         assert abs(estimate - exact) <= RELATIVE_ACCURACY * abs(exact) * (1 + 1e-9)
 
 
