@@ -8,8 +8,11 @@ with the persister's COPY writer; then, each timed on its own, the subjects taki
 turns R times (best and median printed, so a burst of load on the shared machine
 hits all of them alike):
 - ours: ``rollup_due`` for every minute (count, sum, min, max and the log-bucket
-  sketch computed in PostgreSQL, upserted into ``metrics_rollup``), then hours
-  merged from those minutes;
+  sketch computed in PostgreSQL, upserted into ``metrics_rollup``, then the
+  per-name minutes merged from them into ``metrics_namerollup``), then hours
+  merged from those minutes (per series and per name);
+- ours, the per-series minute statement alone (``rollups.MINUTE_SQL``), without
+  the per-name merge, to show what each part costs;
 - a plain ``percentile_cont`` GROUP BY per series and minute over the same rows
   (p50/p95/p99 exact, not mergeable, results fetched, nothing stored);
 - the Python ``ddsketch`` package fed the same rows per series and minute, when
@@ -17,10 +20,13 @@ hits all of them alike):
 Then query latency through ``metrics_query`` (the API's selector) after the rolled
 minutes and hours are copied forward in time to fill 30 days of hours and 24 hours
 of minutes: a 30-day query at 1 h step and a 24-hour query at 1 min step, for one
-series and for all 100 series of the name merged (best and median of 5).
+series, for all 100 series of the name (no tag filter: the per-name rollups) and
+for the same 100 series picked by a tag they all carry (``env=bench``: their own
+rollups merged at query time), best and median of 5.
 """
 
 import argparse
+import os
 import random
 import statistics
 import time
@@ -53,7 +59,7 @@ def load(samples: int, start: datetime) -> datetime:
     for n in range(samples):
         minute, rest = divmod(n, per_minute)
         at = start + timedelta(minutes=minute, microseconds=rest)
-        tags = (("host", f"h{rest % SERIES}"),)
+        tags = (("env", "bench"), ("host", f"h{rest % SERIES}"))
         batch.append(sample_row("bench.rollup", tags, at, rng.lognormvariate(3, 1)))
         if len(batch) == 50_000:
             writer.write(batch)
@@ -69,7 +75,9 @@ def ours(start: datetime, end: datetime) -> tuple[float, float, int]:
     from apps.metrics.rollups import rollup_due
 
     with connection.cursor() as cursor:  # every minute due again, nothing rolled
-        cursor.execute("TRUNCATE metrics_rollup, metrics_pendingrollup")
+        cursor.execute(
+            "TRUNCATE metrics_rollup, metrics_namerollup, metrics_pendingrollup"
+        )
         cursor.execute(
             "INSERT INTO metrics_pendingrollup (resolution, bucket_start) "
             "SELECT 'minute', generate_series(%s, %s, interval '1 minute')",
@@ -83,6 +91,20 @@ def ours(start: datetime, end: datetime) -> tuple[float, float, int]:
     rolled = time.perf_counter()
     rollup_due(resolution=Resolution.HOUR, now=later, grace=timedelta(0))
     return rolled - started, time.perf_counter() - rolled, minutes
+
+
+def ours_series_only(start: datetime, end: datetime) -> float:
+    from django.db import connection, transaction
+
+    from apps.metrics.rollups import MINUTE_SQL, WORK_MEM_SQL
+
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE metrics_rollup, metrics_namerollup")
+    started = time.perf_counter()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(WORK_MEM_SQL)
+        cursor.execute(MINUTE_SQL, {"resolution": "minute", "low": start, "high": end})
+    return time.perf_counter() - started
 
 
 def baseline(start: datetime, end: datetime) -> tuple[float, int]:
@@ -118,26 +140,36 @@ def python_ddsketch(start: datetime, end: datetime) -> float | None:
     return time.perf_counter() - started
 
 
+FILL_SQL = """
+INSERT INTO {table} (resolution, {owner}, bucket_start, count, sum, min, max,
+                     sketch_keys, sketch_counts, rolled_at)
+SELECT resolution, {owner}, bucket_start - n * %s, count, sum, min, max,
+       sketch_keys, sketch_counts, now()
+FROM {table}, generate_series(1, %s) AS n WHERE resolution = %s
+"""
+
+
 def fill_forward(start: datetime, end: datetime) -> None:
-    """Copy the rolled hours back over 30 days and the minutes over 24 hours."""
+    """Copy the rolled hours back over 30 days and the minutes over 24 hours,
+    per series and per name."""
     from django.db import connection
 
     hours = -(-(end - start) // timedelta(hours=1))
     minutes = (end - start) // timedelta(minutes=1)
     with connection.cursor() as cursor:
-        for resolution, size, span in (
-            ("hour", timedelta(hours=hours), timedelta(days=30)),
-            ("minute", timedelta(minutes=minutes), timedelta(hours=24)),
+        for table, owner in (
+            ("metrics_rollup", "series_id"),
+            ("metrics_namerollup", "name"),
         ):
-            cursor.execute(
-                "INSERT INTO metrics_rollup (resolution, series_id, bucket_start, "
-                "count, sum, min, max, sketch, rolled_at) "
-                "SELECT resolution, series_id, bucket_start - n * %s, count, sum, "
-                "min, max, sketch, now() FROM metrics_rollup, "
-                "generate_series(1, %s) AS n WHERE resolution = %s",
-                [size, span // size, resolution],
-            )
-        cursor.execute("ANALYZE metrics_rollup")
+            for resolution, size, span in (
+                ("hour", timedelta(hours=hours), timedelta(days=30)),
+                ("minute", timedelta(minutes=minutes), timedelta(hours=24)),
+            ):
+                cursor.execute(
+                    FILL_SQL.format(table=table, owner=owner),
+                    [size, span // size, resolution],
+                )
+            cursor.execute(f"ANALYZE {table}")
 
 
 def query_latencies(end: datetime) -> list[tuple[str, int, list[float]]]:
@@ -149,7 +181,11 @@ def query_latencies(end: datetime) -> list[tuple[str, int, list[float]]]:
     ]
     results = []
     for label, span, step in cases:
-        for who, tags in (("1 series", {"host": "h1"}), ("100 series", {})):
+        for who, tags in (
+            ("1 series", {"host": "h1"}),
+            ("100 series", {}),
+            ("100 series, tag filter", {"env": "bench"}),
+        ):
             timings, buckets = [], 0
             for _ in range(QUERY_TURNS):
                 started = time.perf_counter()
@@ -160,6 +196,10 @@ def query_latencies(end: datetime) -> list[tuple[str, int, list[float]]]:
                 buckets = len(rows)
             results.append((f"{label}, {who}", buckets, timings))
     return results
+
+
+def _load() -> str:
+    return " ".join(f"{figure:.2f}" for figure in os.getloadavg())
 
 
 def turns(
@@ -190,6 +230,11 @@ def main(samples: int, repeat: int) -> None:
         return minute_seconds
 
     subjects: dict[str, Callable[[], float]] = {
+        # First: it truncates the rollups, and the full run leaves them for the
+        # queries below.
+        "ours: the per-series minute statement alone": lambda: ours_series_only(
+            start, end
+        ),
         "ours: minute rollups (sketch in SQL, upsert)": minute_rollup,
         "plain SQL percentile_cont GROUP BY": lambda: baseline(start, end)[0],
     }
@@ -200,6 +245,7 @@ def main(samples: int, repeat: int) -> None:
     times = turns(subjects, repeat)
     times["ours: hours merged from the minutes"] = hours
     per_m = 1e6 / samples
+    print(f"load average after the turns: {_load()}")
     print(f"{samples:,} raw samples, {baseline(start, end)[1]:,} series-minutes")
     print(f"{'subject':44} {'best s':>7} {'median':>7} {'best per 1M':>11}")
     for name, seconds in times.items():
@@ -210,11 +256,12 @@ def main(samples: int, repeat: int) -> None:
     print(f"minute buckets rolled per turn: {minutes}; turns: {repeat}")
     fill_forward(start, end)
     print(
-        f"{'query (metrics_query)':34} {'buckets':>7} {'best ms':>8} {'median ms':>9}"
+        f"{'query (metrics_query)':44} {'buckets':>7} {'best ms':>8} {'median ms':>9}"
     )
     for label, buckets, timings in query_latencies(end):
         best, median = min(timings) * 1e3, statistics.median(timings) * 1e3
-        print(f"{label:34} {buckets:7} {best:8.1f} {median:9.1f}")
+        print(f"{label:44} {buckets:7} {best:8.1f} {median:9.1f}")
+    print(f"load average at the end: {_load()}")
 
 
 if __name__ == "__main__":
