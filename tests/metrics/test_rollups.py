@@ -7,6 +7,8 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -253,3 +255,62 @@ def test_retention__raw_past_its_days__partition_dropped_in_pg_catalog(settings)
     assert partition_name(old) in result.partitions_dropped
     assert partition_name(old) not in partitions_list()
     assert partition_name(kept) in partitions_list()
+
+
+BEFORE_ARRAYS = ("metrics", "0002_roles")
+ARRAYS = ("metrics", "0003_rollup_array_sketch")
+
+
+def _migrate(target: tuple[str, str]):
+    executor = MigrationExecutor(connection)
+    executor.migrate([target])
+    return executor.loader.project_state([target]).apps
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_migration_0003__jsonb_sketches__arrays_name_rollups_and_back_unchanged():
+    # Given two series' JSONB sketches of one minute, written before 0003
+    maps = [{"z": 3, "35": 2, "n35": 1}, {"35": 4, "-2": 5}]
+    try:
+        old = _migrate(BEFORE_ARRAYS)
+        series = [
+            old.get_model("metrics", "Series").objects.create(
+                name="t.mig", tags={"host": host}, tags_hash=host
+            )
+            for host in ("a", "b")
+        ]
+        old_rollup = old.get_model("metrics", "Rollup")
+        for one, sketch in zip(series, maps, strict=True):
+            old_rollup.objects.create(
+                resolution="minute", series_id=one.pk, bucket_start=HOUR, count=10,
+                sum=1.0, min=-2.0, max=2.0, sketch=sketch,
+            )  # fmt: skip
+
+        # When 0003 runs, then is reversed
+        new = _migrate(ARRAYS)
+        arrays = list(
+            new.get_model("metrics", "Rollup")
+            .objects.order_by("series_id")
+            .values_list("sketch_keys", "sketch_counts")
+        )
+        name = new.get_model("metrics", "NameRollup").objects.get(name="t.mig")
+        back = _migrate(BEFORE_ARRAYS).get_model("metrics", "Rollup")
+        reversed_maps = list(back.objects.order_by("series_id").values_list("sketch"))
+    finally:
+        MigrationExecutor(connection).migrate(
+            MigrationExecutor(connection).loader.graph.leaf_nodes()
+        )
+
+    # Then the codes ascend with their counts, the name holds both, and the maps
+    # come back as they were
+    code = CODE_OFFSET + 35
+    assert arrays == [
+        ([-code, 0, code], [1, 3, 2]),
+        ([CODE_OFFSET - 2, code], [5, 4]),
+    ]
+    assert (name.count, name.sketch_keys, name.sketch_counts) == (
+        20,
+        [-code, 0, CODE_OFFSET - 2, code],
+        [1, 3, 5, 6],
+    )
+    assert reversed_maps == [(m,) for m in maps]
