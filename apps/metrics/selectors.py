@@ -37,20 +37,26 @@ WHERE s.name = %(name)s AND s.tags @> %(tags)s::jsonb
 
 
 def _query_sql(rollups: str) -> str:
-    # Two scans of the rollups, each inlined (no CTE read twice, which would copy
-    # every sketch into a work table): the plain aggregates without touching the
-    # sketches, and the sketches merged per step bucket (counts of equal codes
-    # added), codes ascending. Python then reads one merged sketch per bucket.
+    # The plain aggregates per step bucket, and the sketch as it is where the
+    # bucket holds one rollup (min() of one array is that array): a step equal
+    # to the resolution over one series or one name merges nothing. Only the
+    # buckets holding several rollups are merged (counts of equal codes added,
+    # codes ascending). Each scan is inlined: a CTE read twice would copy every
+    # sketch into a work table. Python then reads one sketch per bucket.
     return f"""
-SELECT a.b, a.n, a.s, a.lo, a.hi, k.keys, k.counts
+SELECT a.b, a.n, a.s, a.lo, a.hi, coalesce(k.keys, a.keys),
+       coalesce(k.counts, a.counts)
 FROM (
-    SELECT b, sum(count)::bigint AS n, sum(sum) AS s, min(min) AS lo, max(max) AS hi
+    SELECT b, sum(count)::bigint AS n, sum(sum) AS s, min(min) AS lo, max(max) AS hi,
+           CASE WHEN count(*) = 1 THEN min(sketch_keys) END AS keys,
+           CASE WHEN count(*) = 1 THEN min(sketch_counts) END AS counts
     FROM ({rollups}) r GROUP BY b
-) a JOIN (
+) a LEFT JOIN (
     SELECT b, array_agg(key ORDER BY key) AS keys, array_agg(c ORDER BY key) AS counts
     FROM (
         SELECT r.b, e.key, sum(e.c)::bigint AS c
         FROM ({rollups}) r, unnest(r.sketch_keys, r.sketch_counts) AS e(key, c)
+        WHERE r.b IN (SELECT b FROM ({rollups}) r GROUP BY b HAVING count(*) > 1)
         GROUP BY 1, 2
     ) merged GROUP BY b
 ) k USING (b)
