@@ -6,7 +6,8 @@ Uses DATABASE_URL / REDIS_URL when set, else starts embedded servers for the run
 N raw samples (lognormal values, 100 series, 100 per series and minute) are loaded
 with the persister's COPY writer; then, each timed on its own, the subjects taking
 turns R times (best and median printed, so a burst of load on the shared machine
-hits all of them alike):
+hits all of them alike), with the CPU seconds of the PostgreSQL backend that ran
+each (load stretches the wall clock, it barely moves those):
 - ours: ``rollup_due`` for every minute (count, sum, min, max and the log-bucket
   sketch computed in PostgreSQL, upserted into ``metrics_rollup``, then the
   per-name minutes merged from them into ``metrics_namerollup``), then hours
@@ -30,8 +31,11 @@ import os
 import random
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+
+import psutil
 
 from benchmarks.flags_common import django_setup, servers
 
@@ -44,6 +48,27 @@ SELECT series_id, date_trunc('minute', at, 'UTC'), count(*), sum(value), min(val
        percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY value)
 FROM metrics_sample WHERE at >= %s AND at < %s GROUP BY 1, 2
 """
+
+
+SERIES_ONLY = "ours: the per-series minute statement alone"
+MINUTES = "ours: minute rollups (sketch in SQL, upsert)"
+HOURS = "ours: hours merged from the minutes"
+BASELINE = "plain SQL percentile_cont GROUP BY"
+# CPU seconds of the PostgreSQL backend serving this connection, per subject:
+# the machine's load stretches wall-clock times, it barely moves these.
+CPU: dict[str, list[float]] = {}
+
+
+@contextmanager
+def backend_cpu(subject: str) -> Iterator[None]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = psutil.Process(cursor.fetchone()[0])
+    before = sum(backend.cpu_times()[:2])
+    yield
+    CPU.setdefault(subject, []).append(sum(backend.cpu_times()[:2]) - before)
 
 
 def load(samples: int, start: datetime) -> datetime:
@@ -85,11 +110,13 @@ def ours(start: datetime, end: datetime) -> tuple[float, float, int]:
         )
     later = end + timedelta(days=1)
     started = time.perf_counter()
-    minutes = rollup_due(
-        resolution=Resolution.MINUTE, now=later, grace=timedelta(0), limit=100_000
-    )
+    with backend_cpu(MINUTES):
+        minutes = rollup_due(
+            resolution=Resolution.MINUTE, now=later, grace=timedelta(0), limit=100_000
+        )
     rolled = time.perf_counter()
-    rollup_due(resolution=Resolution.HOUR, now=later, grace=timedelta(0))
+    with backend_cpu(HOURS):
+        rollup_due(resolution=Resolution.HOUR, now=later, grace=timedelta(0))
     return rolled - started, time.perf_counter() - rolled, minutes
 
 
@@ -101,7 +128,7 @@ def ours_series_only(start: datetime, end: datetime) -> float:
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE metrics_rollup, metrics_namerollup")
     started = time.perf_counter()
-    with transaction.atomic(), connection.cursor() as cursor:
+    with backend_cpu(SERIES_ONLY), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(WORK_MEM_SQL)
         cursor.execute(MINUTE_SQL, {"resolution": "minute", "low": start, "high": end})
     return time.perf_counter() - started
@@ -111,7 +138,7 @@ def baseline(start: datetime, end: datetime) -> tuple[float, int]:
     from django.db import connection
 
     started = time.perf_counter()
-    with connection.cursor() as cursor:
+    with backend_cpu(BASELINE), connection.cursor() as cursor:
         cursor.execute(BASELINE_SQL, [start, end])
         rows = cursor.fetchall()
     return time.perf_counter() - started, len(rows)
@@ -232,18 +259,16 @@ def main(samples: int, repeat: int) -> None:
     subjects: dict[str, Callable[[], float]] = {
         # First: it truncates the rollups, and the full run leaves them for the
         # queries below.
-        "ours: the per-series minute statement alone": lambda: ours_series_only(
-            start, end
-        ),
-        "ours: minute rollups (sketch in SQL, upsert)": minute_rollup,
-        "plain SQL percentile_cont GROUP BY": lambda: baseline(start, end)[0],
+        SERIES_ONLY: lambda: ours_series_only(start, end),
+        MINUTES: minute_rollup,
+        BASELINE: lambda: baseline(start, end)[0],
     }
     if python_ddsketch(start, start) is not None:
         subjects["Python ddsketch, fed per series-minute"] = lambda: (
             python_ddsketch(start, end) or 0.0
         )
     times = turns(subjects, repeat)
-    times["ours: hours merged from the minutes"] = hours
+    times[HOURS] = hours
     per_m = 1e6 / samples
     print(f"load average after the turns: {_load()}")
     print(f"{samples:,} raw samples, {baseline(start, end)[1]:,} series-minutes")
@@ -251,6 +276,10 @@ def main(samples: int, repeat: int) -> None:
     for name, seconds in times.items():
         best, median = min(seconds), statistics.median(seconds)
         print(f"{name:44} {best:7.2f} {median:7.2f} {best * per_m:11.2f}")
+    print(f"{'backend CPU s (PostgreSQL process)':44} {'best s':>7} {'median':>7}")
+    for name, seconds in CPU.items():
+        best, median = min(seconds), statistics.median(seconds)
+        print(f"{name:44} {best:7.2f} {median:7.2f}")
     if "Python ddsketch, fed per series-minute" not in subjects:
         print("ddsketch is not installed: its row is skipped")
     print(f"minute buckets rolled per turn: {minutes}; turns: {repeat}")
