@@ -80,42 +80,48 @@ FROM (
 )
 
 
-def _merge(source: str) -> str:
-    """A SELECT of merged rollups from ``source``, a query of rows (owner, b,
-    count, sum, min, max, sketch_keys, sketch_counts): one row per (owner, b),
-    the sketches merged by adding the counts of equal codes. ``source`` is read
-    twice, inlined: a shared CTE would copy every sketch into a work table."""
+def _merge(source: str, table: str) -> str:
+    """A SELECT of merged rollups from ``source``, a query of rows (id, owner, b,
+    count, sum, min, max) of rollup ``table``: one row per (owner, b), the
+    sketches merged by adding the counts of equal codes.
+
+    One aggregate per (owner, b) collects the ids of its rollups; a lateral then
+    reads their sketches and sums counts per code, a small hash aggregate on an
+    integer. Summing per (owner, b, code) over every pair in one GROUP BY sorted
+    all of them (771k for 100 series' minutes), comparing the text owner of a
+    name in each step: a third more CPU for the per-name minutes.
+    """
     return f"""
 SELECT %(resolution)s, a.owner, a.b, a.n, a.s, a.lo, a.hi, k.keys, k.counts, now()
 FROM (
     SELECT owner, b, sum(count)::bigint AS n, sum(sum) AS s, min(min) AS lo,
-           max(max) AS hi
+           max(max) AS hi, array_agg(id) AS ids
     FROM ({source}) r GROUP BY 1, 2
-) a JOIN (
-    SELECT owner, b, array_agg(key ORDER BY key) AS keys,
-           array_agg(c ORDER BY key) AS counts
+) a, LATERAL (
+    SELECT array_agg(key ORDER BY key) AS keys, array_agg(c ORDER BY key) AS counts
     FROM (
-        SELECT r.owner, r.b, e.key, sum(e.c)::bigint AS c
-        FROM ({source}) r, unnest(r.sketch_keys, r.sketch_counts) AS e(key, c)
-        GROUP BY 1, 2, 3
-    ) merged GROUP BY 1, 2
-) k USING (owner, b)
+        SELECT e.key, sum(e.c)::bigint AS c
+        FROM {table} x, unnest(x.sketch_keys, x.sketch_counts) AS e(key, c)
+        WHERE x.id = ANY(a.ids)
+        GROUP BY e.key
+    ) g
+) k
 """  # noqa: S608 - built from constants only
 
 
-ROLLUP_COLUMNS = "count, sum, min, max, sketch_keys, sketch_counts"
 # The per-name rollups of the minutes just rolled: every series of each name
 # merged, read back from the series' minute rollups (not from raw again).
 NAME_MINUTE_SQL = _upsert(
     "metrics_namerollup",
     "name",
     _merge(
-        f"""
-        SELECT s.name AS owner, r.bucket_start AS b, {ROLLUP_COLUMNS}
+        """
+        SELECT r.id, s.name AS owner, r.bucket_start AS b, count, sum, min, max
         FROM metrics_rollup r JOIN metrics_series s ON s.id = r.series_id
         WHERE r.resolution = %(resolution)s
           AND r.bucket_start >= %(low)s AND r.bucket_start < %(high)s
-        """  # noqa: S608 - built from constants only
+        """,
+        "metrics_rollup",
     ),
 )
 
@@ -123,8 +129,8 @@ NAME_MINUTE_SQL = _upsert(
 def _due(owner: str, table: str) -> str:
     """The rows of ``table`` (the resolution below) within the due buckets."""
     return f"""
-    SELECT {owner} AS owner, date_trunc(%(unit)s, bucket_start, 'UTC') AS b,
-           {ROLLUP_COLUMNS}
+    SELECT id, {owner} AS owner, date_trunc(%(unit)s, bucket_start, 'UTC') AS b,
+           count, sum, min, max
     FROM {table}
     WHERE resolution = %(source)s
       AND bucket_start >= %(low)s AND bucket_start < %(high)s
@@ -135,8 +141,16 @@ def _due(owner: str, table: str) -> str:
 # Hours and days: the due buckets merged from the resolution below, for each
 # series and for each name (hours from minutes, days from hours; never raw).
 MERGE_SQL = [
-    _upsert("metrics_rollup", "series_id", _merge(_due("series_id", "metrics_rollup"))),
-    _upsert("metrics_namerollup", "name", _merge(_due("name", "metrics_namerollup"))),
+    _upsert(
+        "metrics_rollup",
+        "series_id",
+        _merge(_due("series_id", "metrics_rollup"), "metrics_rollup"),
+    ),
+    _upsert(
+        "metrics_namerollup",
+        "name",
+        _merge(_due("name", "metrics_namerollup"), "metrics_namerollup"),
+    ),
 ]
 MARK_SQL = (
     "INSERT INTO metrics_pendingrollup (resolution, bucket_start) "
