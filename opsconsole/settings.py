@@ -162,10 +162,14 @@ CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-CELERY_WORKER_SEND_TASK_EVENTS = True
+# Celery's task events (sent, received, started, succeeded: four broadcasts per
+# task) are for an external monitor such as Flower; the console reads none of them
+# (worker reports and task signals feed the dashboard), so they are off unless asked.
+_task_events = env_bool("OPSCONSOLE_CELERY_TASK_EVENTS", False)
+CELERY_WORKER_SEND_TASK_EVENTS = _task_events
+CELERY_TASK_SEND_SENT_EVENT = _task_events
 # Healing's Celery action restarts worker pools through Celery control.
 CELERY_WORKER_POOL_RESTARTS = env_bool("OPSCONSOLE_WORKER_POOL_RESTARTS", True)
-CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_BEAT_SCHEDULER = "opsconsole.beat:LockedScheduler"
 # Celery's Django fixup closes every database connection before and after each task
 # unless this is set: a new PostgreSQL backend per task (an idle worker opened 1.5 a
