@@ -9,9 +9,7 @@ from typing import Any
 import structlog
 from celery import current_app
 from django.contrib.auth.models import User
-from django.db import connection, models, transaction
-from django.db.models import Q
-from django.db.models.expressions import RawSQL
+from django.db import connection, transaction
 from django.utils import timezone
 
 from apps import flags
@@ -57,54 +55,56 @@ def components_dispatch_due(*, now: datetime, batch_size: int = 100) -> int:
     return total
 
 
+_TABLE = Component._meta.db_table
+# One statement claims a batch: the due rows (by the next tick, or held by a claim
+# that expired because its worker died), locked with SKIP LOCKED so dispatchers
+# never wait on each other, get their next run and claim expiry counted from their
+# due time (their next_check_at, or now if that has passed or the claim expired: a
+# lost check runs again now), with jitter (≤ 10 % of the interval, ≤ 5 s) so
+# components due together spread out. Heartbeats are pushed, not claimed.
+_CLAIM_SQL = f"""
+UPDATE "{_TABLE}" AS c SET
+    next_check_at = d.base + make_interval(secs => c.interval_seconds
+        + random() * LEAST(c.interval_seconds * 0.1, 5)),
+    claimed_until = d.base
+        + make_interval(secs => c.timeout_seconds * (c.retries + 1) + %(margin)s),
+    claim_token = %(token)s
+FROM (
+    SELECT id, next_check_at AS due_at, claimed_until AS held_until,
+        CASE WHEN claimed_until IS NULL THEN GREATEST(next_check_at, %(now)s)
+            ELSE %(now)s END AS base
+    FROM "{_TABLE}"
+    WHERE enabled AND NOT paused AND kind <> %(heartbeat)s
+        AND ((next_check_at <= %(horizon)s AND claimed_until IS NULL)
+            OR claimed_until <= %(now)s)
+    ORDER BY next_check_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+) AS d
+WHERE c.id = d.id
+RETURNING c.id, d.due_at, d.held_until
+"""  # noqa: S608 - the model's table, values bound
+
+
 @transaction.atomic
 def _claim_batch(*, now: datetime, batch_size: int) -> int:
-    # Due by the next tick, or held by a claim that expired (its worker died).
-    # Heartbeats are pushed: the heartbeat evaluator watches them instead.
-    due = (
-        Q(enabled=True, paused=False)
-        & ~Q(kind=Kind.HEARTBEAT)
-        & (
-            Q(
-                next_check_at__lte=now + timedelta(seconds=LOOKAHEAD_SECONDS),
-                claimed_until__isnull=True,
-            )
-            | Q(claimed_until__lte=now)
-        )
-    )
-    rows = list(
-        Component.objects.select_for_update(skip_locked=True)
-        .filter(due)
-        .order_by("next_check_at")
-        .values_list("id", "next_check_at", "claimed_until")[:batch_size]
-    )
-    if not rows:
-        return 0
-    ids = [pk for pk, _, _ in rows]
     token = uuid.uuid4()
-    # Next run and claim expiry count from the check's due time: its next_check_at,
-    # or now if that has passed or its claim expired (a lost check runs again now).
-    Component.objects.filter(id__in=ids).update(
-        # Jitter (≤ 10 % of the interval, ≤ 5 s) spreads components due together.
-        next_check_at=RawSQL(
-            "CASE WHEN claimed_until IS NULL THEN GREATEST(next_check_at, %s)"
-            " ELSE %s END + make_interval(secs => interval_seconds"
-            " + random() * LEAST(interval_seconds * 0.1, 5))",
-            (now, now),
-            output_field=models.DateTimeField(),
-        ),
-        claimed_until=RawSQL(
-            "CASE WHEN claimed_until IS NULL THEN GREATEST(next_check_at, %s)"
-            " ELSE %s END"
-            " + make_interval(secs => timeout_seconds * (retries + 1) + %s)",
-            (now, now, CLAIM_MARGIN_SECONDS),
-            output_field=models.DateTimeField(),
-        ),
-        claim_token=token,
-    )
+    params: dict[str, Any] = {
+        "now": now,
+        "horizon": now + timedelta(seconds=LOOKAHEAD_SECONDS),
+        "heartbeat": Kind.HEARTBEAT.value,
+        "limit": batch_size,
+        "margin": CLAIM_MARGIN_SECONDS,
+        "token": token,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL, params)
+        rows: list[tuple[int, datetime, datetime | None]] = sorted(
+            cursor.fetchall(), key=lambda row: row[1]
+        )
     for slice_ids, last_due in _slices(rows, now):
         _enqueue_on_commit(slice_ids, token, starts_at=last_due)
-    return len(ids)
+    return len(rows)
 
 
 def _slices(
