@@ -235,6 +235,8 @@ OPSCONSOLE_TOKEN_TOUCH_SECONDS = 60
 OPSCONSOLE_LIVE_QUEUE_MAX = env_int("OPSCONSOLE_LIVE_QUEUE_MAX", 256, minimum=4)
 # Workers record each task run's outcome and runtime through metrics.record.
 OPSCONSOLE_LIVE_TASK_OUTCOMES = env_bool("OPSCONSOLE_LIVE_TASK_OUTCOMES", True)
+# Health checks, breaker calls and flag evaluations are recorded as metrics too.
+OPSCONSOLE_METRICS_CONSOLE_SERIES = env_bool("OPSCONSOLE_METRICS_CONSOLE_SERIES", True)
 # The only argv lists healing's command action may run (each split like a shell
 # line, but never run through one).
 OPSCONSOLE_HEALING_COMMANDS = [

@@ -9,6 +9,9 @@ os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 # rolling their minute then fails on the rollup's foreign key. Tests of the task
 # outcomes turn them on for a worker of their own (tests/live/task_runs.py).
 os.environ.setdefault("OPSCONSOLE_LIVE_TASK_OUTCOMES", "false")
+# The same for health checks, breaker calls and flag evaluations; the tests of
+# those series turn them on in the test process (tests/metrics/test_series_sources).
+os.environ.setdefault("OPSCONSOLE_METRICS_CONSOLE_SERIES", "false")
 
 
 import pytest

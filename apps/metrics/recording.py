@@ -20,7 +20,10 @@ from apps.metrics.buffer import PG_EPOCH_UNIX_US, Row, at_us
 from apps.metrics.series import Series, series_of, tags_tuple
 from apps.metrics.validation import sample_problems
 
-KNOWN_MAX = 10_000
+# As many as series.INTERNED_MAX: each component records 2 series (10,000
+# components make 20,000), and clearing a cache smaller than the working set
+# would send every call down the validated path again.
+KNOWN_MAX = 100_000
 NOT_FINITE = {"value": ["Must be a finite number."]}
 
 # (name, *tag items as given) → its validated Series; name alone without tags.

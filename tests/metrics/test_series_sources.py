@@ -1,0 +1,128 @@
+"""The console's own series (issue #7 item 1) and summaries over long windows
+(item 6): health checks, breaker flushes and flag usage flushes record samples
+through ``metrics.record``; ``metrics_summaries`` tiles a window with day, hour
+and minute rollups and agrees with the raw samples."""
+
+import itertools
+import math
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from apps.metrics.db import default_database
+from apps.metrics.models import Resolution
+from apps.metrics.rollups import SIZE, rollup_due
+from apps.metrics.selectors import metrics_summaries, window_ranges
+from apps.metrics.sketch import RELATIVE_ACCURACY
+from apps.metrics.storage import SampleWriter
+from tests.metrics.conftest import sample
+
+MINUTE, HOUR, DAY = Resolution.MINUTE, Resolution.HOUR, Resolution.DAY
+# Not on a minute: the window's edges must be rounded.
+NOW = datetime(2026, 11, 29, 19, 21, 37, 500_000, tzinfo=UTC)
+
+
+def _floor(moment: datetime, size: timedelta) -> datetime:
+    return moment - (moment - datetime(2000, 1, 1, tzinfo=UTC)) % size
+
+
+def _ceil(moment: datetime, size: timedelta) -> datetime:
+    floor = _floor(moment, size)
+    return floor if floor == moment else floor + size
+
+
+def _buckets(pieces: list[tuple[Resolution, datetime, datetime]]) -> int:
+    return sum((high - low) // SIZE[res] for res, low, high in pieces)
+
+
+def _assert_tiles(pieces, low: datetime, high: datetime) -> None:
+    assert pieces[0][1] == low
+    assert pieces[-1][2] == high
+    for (_, _, end), (_, start, _) in itertools.pairwise(pieces):
+        assert end == start
+    for res, start, end in pieces:
+        assert _floor(start, SIZE[res]) == start
+        assert _floor(end, SIZE[res]) == end
+
+
+def test_window_ranges__a_day__minutes_hours_minutes_tile_whole_minutes():
+    pieces = window_ranges(start=NOW - timedelta(days=1), end=NOW, pending={})
+    assert [res for res, _, _ in pieces] == [MINUTE, HOUR, MINUTE]
+    first = _ceil(NOW - timedelta(days=1), SIZE[MINUTE])
+    _assert_tiles(pieces, first, _floor(NOW, SIZE[MINUTE]))
+    assert _buckets(pieces) == 38 + 23 + 21
+
+
+def test_window_ranges__a_year__days_in_the_middle_starts_on_the_hour():
+    pieces = window_ranges(start=NOW - timedelta(days=365), end=NOW, pending={})
+    # Its first minutes are past the minute rollups' retention: it starts at the
+    # next whole hour.
+    assert [res for res, _, _ in pieces] == [HOUR, DAY, HOUR, MINUTE]
+    first = _ceil(NOW - timedelta(days=365), SIZE[HOUR])
+    _assert_tiles(pieces, first, _floor(NOW, SIZE[MINUTE]))
+    assert _buckets(pieces) == 4 + 364 + 19 + 21
+
+
+def test_window_ranges__hour_and_day_pending__finer_rollups_cover_from_there():
+    hour = _floor(NOW, SIZE[HOUR]) - timedelta(hours=1)
+    day = _floor(NOW, SIZE[DAY]) - timedelta(days=1)
+    pending = {HOUR: [hour - timedelta(days=40), hour], DAY: [day]}
+    pieces = window_ranges(start=NOW - timedelta(days=7), end=NOW, pending=pending)
+    assert pieces[-1] == (MINUTE, hour, _floor(NOW, SIZE[MINUTE]))
+    assert pieces[-2] == (HOUR, day, hour)
+    assert pieces[-3][0] == DAY
+    assert pieces[-3][2] == day
+
+
+def _roll_everything(now: datetime) -> None:
+    for resolution in (MINUTE, HOUR, DAY):
+        rollup_due(resolution=resolution, now=now, grace=timedelta(0))
+
+
+def _lower_quantile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[math.floor(q * (len(ordered) - 1))]
+
+
+@pytest.mark.django_db
+def test_metrics_summaries__samples_over_weeks__raw_figures_and_a_year_reads_little():
+    # Given a sample every 7 minutes over the last 3 days and some 20 days ago
+    now = datetime.now(UTC)
+    name, tags = "t.summary", {"component": uuid.uuid4().hex[:8]}
+    recent = [now - timedelta(minutes=7 * n, seconds=n % 50) for n in range(620)]
+    old = [now - timedelta(days=20, minutes=n) for n in range(30)]
+    values = {at: float(1 + n % 997) for n, at in enumerate(recent + old)}
+    SampleWriter(database=default_database).write(
+        [sample(name, value, at=at, **tags) for at, value in values.items()]
+    )
+    _roll_everything(now + timedelta(days=2))
+    # When it is summarised over a day, a month and a year
+    windows = [(now - timedelta(days=d), now) for d in (1, 30, 365)]
+    day, month, year = metrics_summaries(name=name, tags=tags, windows=windows)
+    # Then each has the raw samples of its whole minutes, percentiles within 1 %
+    for (start, end), got in zip(windows, (day, month, year), strict=True):
+        low = _ceil(start, SIZE[MINUTE])
+        if low < end - timedelta(days=30):
+            low = _ceil(low, SIZE[HOUR])
+        kept = [v for at, v in values.items() if low <= at < _floor(end, SIZE[MINUTE])]
+        assert (got.count, got.sum) == (len(kept), sum(kept))
+        assert (got.min, got.max) == (min(kept), max(kept))
+        for q, estimate in zip(
+            (0.5, 0.95, 0.99), (got.p50, got.p95, got.p99), strict=True
+        ):
+            exact = _lower_quantile(kept, q)
+            assert abs(estimate - exact) <= RELATIVE_ACCURACY * exact * (1 + 1e-9)
+    assert month.count == year.count > day.count
+    # And a year reads about what a day does, not a year of samples
+    assert day.rollups <= 23 + 2 * 59
+    assert year.rollups <= 364 + 2 * 23 + 59
+    assert month.first == year.first == _floor(min(values), SIZE[DAY])
+
+
+@pytest.mark.django_db
+def test_metrics_summaries__unknown_series__empty_figures():
+    (empty,) = metrics_summaries(
+        name="t.summary.none", tags={}, windows=[(NOW - timedelta(days=1), NOW)]
+    )
+    assert (empty.count, empty.min, empty.p99, empty.first) == (0, None, None, None)
