@@ -219,7 +219,7 @@ class ComponentAdmin(admin.ModelAdmin):
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Component]:
-        return component_list(uptime_since=timezone.now() - timedelta(hours=24))
+        return component_list(now=timezone.now())
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         fields = [*ComponentForm.Meta.fields, "notification_channels"]

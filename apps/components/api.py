@@ -73,7 +73,7 @@ def _listed(slug: str) -> Component:
 
 
 def _with_uptime() -> QuerySet[Component]:
-    return component_list(uptime_since=timezone.now() - timedelta(hours=24))
+    return component_list(now=timezone.now())
 
 
 @router.get("", response=list[ComponentOut])

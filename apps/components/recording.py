@@ -17,9 +17,10 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.db import connection, transaction
 
-from apps import live
+from apps import live, metrics
 from apps.components.checkers.base import CheckOutcome
 from apps.components.models import (
     Component,
@@ -28,7 +29,9 @@ from apps.components.models import (
     MaintenanceWindow,
     State,
     StateChange,
+    Status,
 )
+from apps.components.selectors import CHECK_LATENCY_METRIC, CHECK_UP_METRIC
 from apps.components.state import DOWN, Streak, state_next
 from apps.components.transitions import Transition, transitions_emit
 from apps.core.trace import current_trace_id
@@ -155,7 +158,24 @@ def _record(
         for transition, change in zip(transitions, changes, strict=True)
     ]
     transaction.on_commit(lambda: _after_commit(transitions, held))
+    if settings.OPSCONSOLE_METRICS_CONSOLE_SERIES:
+        transaction.on_commit(lambda: _checks_record(held, outcomes))
     return transitions
+
+
+def _checks_record(
+    held: Mapping[int, _Held], outcomes: Mapping[int, CheckOutcome]
+) -> None:
+    """Each committed result as two samples (issue #7), stamped when recorded,
+    just after the batch's ``checked_at``: an explicit ``at`` takes record()'s
+    validated path, ~6 µs a sample instead of ~0.8 µs."""
+    for pk, row in held.items():
+        outcome = outcomes[pk]
+        tags = {"component": row.slug}
+        up = 0.0 if outcome.status == Status.UNHEALTHY else 1.0
+        metrics.record(CHECK_UP_METRIC, up, tags)
+        if math.isfinite(outcome.latency_ms):
+            metrics.record(CHECK_LATENCY_METRIC, max(0.0, outcome.latency_ms), tags)
 
 
 def _held(

@@ -255,7 +255,9 @@ class IncidentOut(Schema):
 class ComponentStatsOut(Schema):
     slug: str
     covered_since: datetime | None = Field(
-        ..., description="The oldest result kept: periods reach back no further."
+        ...,
+        description="Start of the oldest check rollup read: periods reach back no"
+        " further.",
     )
     periods: list[PeriodStatsOut]
     incidents: list[IncidentOut] = Field(..., description="The latest, newest first.")

@@ -8,13 +8,16 @@ from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
 
 from django.db.models import (
-    Count,
     F,
     FloatField,
+    Func,
+    JSONField,
     OuterRef,
     Q,
     QuerySet,
     Subquery,
+    Sum,
+    Value,
     Window,
 )
 from django.db.models.functions import Cast, RowNumber
@@ -32,11 +35,16 @@ from apps.components.models import (
     MaintenanceWindow,
     State,
     StateChange,
-    Status,
 )
 from apps.components.state import DOWN
 from apps.core.exceptions import NotFound, ValidationFailed
 from apps.core.trace_index import TraceItem
+from apps.metrics.models import Resolution, Rollup
+
+# The series every check records (apps.components.recording), tagged
+# {"component": slug}: the list's uptime and the statistics read their rollups.
+CHECK_UP_METRIC = "component.check.up"
+CHECK_LATENCY_METRIC = "component.check.latency_ms"
 
 
 def component_get(*, slug: str) -> Component:
@@ -66,19 +74,27 @@ def heartbeat_ping_uuid(*, slug: str) -> UUID | None:
     )
 
 
-def component_list(*, uptime_since: datetime) -> QuerySet[Component]:
-    """Components with their state and ``uptime_pct``: the share of results since
-    ``uptime_since`` that were not unhealthy (None without results)."""
-    window = HealthResult.objects.filter(
-        component=OuterRef("pk"), checked_at__gte=uptime_since
+def component_list(*, now: datetime) -> QuerySet[Component]:
+    """Components with their state and ``uptime_pct``: the share of checks not
+    unhealthy in the 24 whole hours before ``now``'s hour, from the hour rollups
+    of ``component.check.up`` (None without any)."""
+    hour = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    series = Func(
+        Value("component"),
+        OuterRef("slug"),
+        function="jsonb_build_object",
+        output_field=JSONField(),
     )
     ratio = (
-        window.values("component")
-        .annotate(
-            pct=Cast(Count("id", filter=~Q(status=Status.UNHEALTHY)), FloatField())
-            * 100
-            / Cast(Count("id"), FloatField())
+        Rollup.objects.filter(
+            resolution=Resolution.HOUR,
+            series__name=CHECK_UP_METRIC,
+            series__tags=series,
+            bucket_start__gte=hour - timedelta(hours=24),
+            bucket_start__lt=hour,
         )
+        .values("series")
+        .annotate(pct=Sum("sum") * 100.0 / Cast(Sum("count"), FloatField()))
         .values("pct")
     )
     return (

@@ -1,17 +1,22 @@
 """Reads: uptime, latency percentiles and incidents of a component (#5 item 7).
 
-Computed from raw results in one SQL query (``percentile_cont`` with a FILTER per
-period). Results are kept ``tasks.RESULT_RETENTION``, so a longer period covers only
-what is kept (``covered_since`` says from when) until Metrics serves it from rollups.
+Uptime and percentiles come from the metric rollups of the series every check
+records (``component.check.up`` and ``component.check.latency_ms``, see
+``apps.components.recording``): whole days, hours and minutes of each period
+(``apps.metrics.selectors.metrics_summaries``), so a year reads a few hundred
+rollup rows, not a year of results. A period covers its whole minutes up to the
+last rolled minute (10 to 80 s before now). Incidents come from StateChange.
 """
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Aggregate, Count, FloatField, Min, Q, Sum
+from django.db.models import Count, Q, Sum
 
-from apps.components.models import Component, StateChange, Status
+from apps.components.models import Component, StateChange
+from apps.components.selectors import CHECK_LATENCY_METRIC, CHECK_UP_METRIC
+from apps.metrics.selectors import Summary, metrics_summaries
 
 PERIODS: dict[str, timedelta] = {
     "24h": timedelta(hours=24),
@@ -19,19 +24,6 @@ PERIODS: dict[str, timedelta] = {
     "30d": timedelta(days=30),
     "365d": timedelta(days=365),
 }
-PERCENTILES = (50, 95, 99)
-
-
-class Percentile(Aggregate):
-    """``percentile_cont(fraction) WITHIN GROUP (ORDER BY expression)``."""
-
-    function = "percentile_cont"
-    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
-    output_field = FloatField()
-
-    def __init__(self, expression: str, *, percent: int, **extra: Any) -> None:
-        # An int from PERCENTILES, never user input: safe in the SQL text.
-        super().__init__(expression, fraction=percent / 100, **extra)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +56,8 @@ class Incident:
 @dataclass(frozen=True, slots=True)
 class ComponentStats:
     slug: str
+    # The start of the oldest rollup the longest period read: data reach back no
+    # further (the first check recorded, or the rollups' retention).
     covered_since: datetime | None
     periods: tuple[PeriodStats, ...]
     incidents: tuple[Incident, ...]
@@ -73,32 +67,25 @@ def component_stats(
     *, component: Component, now: datetime, incidents: int = 20
 ) -> ComponentStats:
     """Uptime and latency percentiles over each of PERIODS, and the latest incidents."""
-    results = _result_figures(component, now)
+    windows = [(now - span, now) for span in PERIODS.values()]
+    tags = {"component": component.slug}
+    ups = metrics_summaries(
+        name=CHECK_UP_METRIC, tags=tags, windows=windows, percentiles=False
+    )
+    latencies = metrics_summaries(name=CHECK_LATENCY_METRIC, tags=tags, windows=windows)
     changes = _incident_figures(component, now)
     periods = tuple(
-        _period(name, now - span, results, changes) for name, span in PERIODS.items()
+        _period(name, start, up, latency, changes)
+        for name, (start, _), up, latency in zip(
+            PERIODS, windows, ups, latencies, strict=True
+        )
     )
     return ComponentStats(
         component.slug,
-        results["covered_since"],
+        ups[-1].first,
         periods,
         tuple(incidents_recent(component=component, now=now, limit=incidents)),
     )
-
-
-def _result_figures(component: Component, now: datetime) -> dict[str, Any]:
-    figures: dict[str, Any] = {"covered_since": Min("checked_at")}
-    for name, span in PERIODS.items():
-        window = Q(checked_at__gte=now - span)
-        figures[f"{name}_checks"] = Count("id", filter=window)
-        up = window & ~Q(status=Status.UNHEALTHY)
-        figures[f"{name}_up"] = Count("id", filter=up)
-        for percent in PERCENTILES:
-            figures[f"{name}_p{percent}"] = Percentile(
-                "latency_ms", percent=percent, filter=window
-            )
-    longest = max(PERIODS.values())
-    return component.results.filter(checked_at__gte=now - longest).aggregate(**figures)
 
 
 def _incident_figures(component: Component, now: datetime) -> dict[str, Any]:
@@ -111,18 +98,21 @@ def _incident_figures(component: Component, now: datetime) -> dict[str, Any]:
 
 
 def _period(
-    name: str, since: datetime, results: dict[str, Any], changes: dict[str, Any]
+    name: str,
+    since: datetime,
+    up: Summary,
+    latency: Summary,
+    changes: dict[str, Any],
 ) -> PeriodStats:
-    checks = results[f"{name}_checks"]
     down = changes[f"{name}_down"]
     return PeriodStats(
         name,
         since,
-        checks,
-        round(results[f"{name}_up"] * 100 / checks, 3) if checks else None,
-        _ms(results[f"{name}_p50"]),
-        _ms(results[f"{name}_p95"]),
-        _ms(results[f"{name}_p99"]),
+        up.count,
+        round(up.sum * 100 / up.count, 3) if up.count else None,
+        _ms(latency.p50),
+        _ms(latency.p95),
+        _ms(latency.p99),
         changes[f"{name}_opened"],
         down.total_seconds() if down is not None else 0.0,
     )

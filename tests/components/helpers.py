@@ -9,13 +9,20 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
 
-from apps.components.models import Component
+from apps.components.models import Component, HealthResult
+from apps.components.selectors import CHECK_LATENCY_METRIC, CHECK_UP_METRIC
 from apps.components.services import component_create
 from apps.core.models import AuditEvent
+from apps.metrics.buffer import sample_row
+from apps.metrics.db import default_database
+from apps.metrics.models import Resolution
+from apps.metrics.rollups import rollup_due
+from apps.metrics.storage import SampleWriter
 
 _numbers = itertools.count(1)
 
@@ -123,3 +130,28 @@ def make_component(
         source=AuditEvent.Source.SYSTEM,
         **options,
     )
+
+
+def checks_rolled(results: list[HealthResult]) -> None:
+    """``results`` as the samples their checks record (stamped at ``checked_at``,
+    which ``record()`` itself does not do), written in this test's transaction and
+    rolled up to minutes, hours and days (today's too).
+
+    For tests that need checks in past hours and days: recording stamps a sample
+    with the time it is recorded, so only the raw writer can place one earlier.
+    """
+    rows = []
+    for result in results:
+        tags = (("component", result.component.slug),)
+        up = 0.0 if result.status == "unhealthy" else 1.0
+        rows.append(sample_row(CHECK_UP_METRIC, tags, result.checked_at, up))
+        latency = result.latency_ms
+        rows.append(sample_row(CHECK_LATENCY_METRIC, tags, result.checked_at, latency))
+    SampleWriter(database=default_database).write(rows)
+    rolls_closed(datetime.now(UTC) + timedelta(days=2))
+
+
+def rolls_closed(now: datetime) -> None:
+    """Every rollup due and closed at ``now``: minutes, then hours, then days."""
+    for resolution in (Resolution.MINUTE, Resolution.HOUR, Resolution.DAY):
+        rollup_due(resolution=resolution, now=now, grace=timedelta(0))

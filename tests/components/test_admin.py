@@ -17,7 +17,7 @@ from apps.components.models import (
 )
 from apps.components.selectors import MASK
 from apps.core.models import AuditEvent
-from tests.components.helpers import make_component
+from tests.components.helpers import checks_rolled, make_component
 from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
@@ -33,10 +33,11 @@ def signed_in(client, **user_kwargs):
 
 def results(component, statuses, *, hours_ago=1):
     at = timezone.now() - timedelta(hours=hours_ago)
-    HealthResult.objects.bulk_create(
+    made = HealthResult.objects.bulk_create(
         HealthResult(component=component, status=s, latency_ms=5, checked_at=at)
         for s in statuses
     )
+    checks_rolled(made)
 
 
 def failing_heartbeat(slug):
@@ -62,6 +63,47 @@ def test_changelist__viewer__state_colored_and_uptime_24h(client):
     assert "75.00 %" in page
     assert "&#9679; unknown" in page
     assert "check_now" not in page
+
+
+def test_changelist__checks_over_two_days__uptime_of_the_24_whole_hours_before(
+    client,
+):
+    # Given checks every 50 minutes over two days, one in three down
+    signed_in(client, role="viewer")
+    component = make_component(slug="api-hours")
+    now = timezone.now()
+    made = HealthResult.objects.bulk_create(
+        HealthResult(
+            component=component,
+            status="unhealthy" if n % 3 == 0 else "healthy",
+            latency_ms=5,
+            checked_at=now - timedelta(minutes=50 * n),
+        )
+        for n in range(58)
+    )
+    checks_rolled(made)
+    # When a viewer lists components
+    (row,) = client.get(LIST_URL).context["cl"].result_list
+    # Then the column is the raw results' share up over the last 24 whole hours
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    window = [r for r in made if hour - timedelta(hours=24) <= r.checked_at < hour]
+    up = sum(r.status != "unhealthy" for r in window)
+    assert row.uptime_pct == pytest.approx(up * 100 / len(window), abs=1e-9)
+
+
+def test_changelist__sorted_by_uptime__lowest_first_none_last(client):
+    signed_in(client, role="viewer")
+    fine, poor = make_component(slug="up-fine"), make_component(slug="up-poor")
+    make_component(slug="up-none")
+    results(fine, ["healthy", "healthy", "healthy", "unhealthy"])
+    results(poor, ["unhealthy", "healthy"])
+    column = client.get(LIST_URL).context["cl"].list_display.index("uptime_24h")
+    shown = client.get(LIST_URL, {"o": str(column)}).context["cl"].result_list
+    assert [(c.slug, c.uptime_pct) for c in shown] == [
+        ("up-poor", 50.0),
+        ("up-fine", 75.0),
+        ("up-none", None),
+    ]
 
 
 def test_changelist__state_filter__only_that_state(client):

@@ -9,7 +9,7 @@ from apps.components.heartbeats import PingAction, heartbeat_ping
 from apps.components.models import Component, HealthResult, Heartbeat
 from apps.components.selectors import MASK
 from apps.core.models import AuditEvent
-from tests.components.helpers import make_component
+from tests.components.helpers import checks_rolled, make_component
 from tests.core.test_api import assert_error
 from tests.factories import bearer, make_token, make_user
 
@@ -60,6 +60,10 @@ def test_get__heartbeat__state_and_ping_url(client, reader):
     )
     beat = Heartbeat.objects.get(component=component)
     heartbeat_ping(ping_uuid=beat.ping_uuid, action=PingAction.FAIL, now=timezone.now())
+    # The uptime reads closed hours' rollups: the failure's check, an hour back.
+    (failed,) = component.results.all()
+    failed.checked_at -= timedelta(hours=1)
+    checks_rolled([failed])
     body = client.get(f"{URL}/nightly", headers=reader).json()
     assert body["state"]["state"] == "unhealthy"
     assert body["ping_url"] == f"/ping/{beat.ping_uuid}"

@@ -1,5 +1,6 @@
 """Statistics: uptime, latency percentiles per period, incidents with durations."""
 
+import math
 from datetime import timedelta
 
 import pytest
@@ -8,23 +9,21 @@ from django.utils import timezone
 
 from apps.components.models import HealthResult, StateChange
 from apps.components.stats import component_stats, incidents_recent
-from tests.components.helpers import make_component
+from apps.metrics.sketch import RELATIVE_ACCURACY
+from tests.components.helpers import checks_rolled, make_component
 from tests.factories import bearer, make_token, make_user
 
 pytestmark = pytest.mark.django_db
 
 
-def _percentile_cont(values: list[float], fraction: float) -> float:
-    """PostgreSQL's percentile_cont: linear interpolation between ranks."""
+def _lower_quantile(values: list[float], fraction: float) -> float:
+    """The rank the rollups' sketch estimates (within RELATIVE_ACCURACY)."""
     ordered = sorted(values)
-    position = fraction * (len(ordered) - 1)
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+    return ordered[math.floor(fraction * (len(ordered) - 1))]
 
 
 def _results(component, now, *, ago, latencies, unhealthy=0):
-    HealthResult.objects.bulk_create(
+    return HealthResult.objects.bulk_create(
         HealthResult(
             component=component,
             status="unhealthy" if n < unhealthy else "healthy",
@@ -41,11 +40,16 @@ def history():
     now = timezone.now()
     component = make_component(slug="api")
     day = [float(n) for n in range(1, 101)]
-    _results(component, now, ago=timedelta(hours=1), latencies=day, unhealthy=10)
+    results = _results(
+        component, now, ago=timedelta(hours=1), latencies=day, unhealthy=10
+    )
     week = [1000.0 + n for n in range(20)]
-    _results(component, now, ago=timedelta(days=3), latencies=week)
+    results += _results(component, now, ago=timedelta(days=3), latencies=week)
     month = [5.0] * 10
-    _results(component, now, ago=timedelta(days=20), latencies=month, unhealthy=10)
+    results += _results(
+        component, now, ago=timedelta(days=20), latencies=month, unhealthy=10
+    )
+    checks_rolled(results)
     return component, now, {"24h": day, "7d": day + week, "30d": day + week + month}
 
 
@@ -62,8 +66,15 @@ def test_component_stats__results_over_periods__uptime_and_percentiles(history):
     assert stats["30d"].uptime_pct == pytest.approx(110 * 100 / 130, abs=0.001)
     for period, values in latencies.items():
         got = (stats[period].p50_ms, stats[period].p95_ms, stats[period].p99_ms)
-        expected = tuple(_percentile_cont(values, f) for f in (0.5, 0.95, 0.99))
-        assert got == pytest.approx(expected, abs=0.001), period
+        expected = tuple(_lower_quantile(values, f) for f in (0.5, 0.95, 0.99))
+        assert got == pytest.approx(expected, rel=RELATIVE_ACCURACY), period
+    # The oldest rollup the year read: the day of the oldest checks.
+    oldest = (now - timedelta(days=20)).replace(hour=0, minute=0, second=0)
+    assert stats_covered(component, now) == oldest.replace(microsecond=0)
+
+
+def stats_covered(component, now):
+    return component_stats(component=component, now=now).covered_since
 
 
 def test_component_stats__no_results__none_not_zero():

@@ -4,19 +4,25 @@ through ``metrics.record``; ``metrics_summaries`` tiles a window with day, hour
 and minute rollups and agrees with the raw samples."""
 
 import itertools
+import json
 import math
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
 
+from apps.components.checkers.base import CheckOutcome
+from apps.components.recording import result_record_pushed
 from apps.metrics.db import default_database
 from apps.metrics.models import Resolution
 from apps.metrics.rollups import SIZE, rollup_due
 from apps.metrics.selectors import metrics_summaries, window_ranges
 from apps.metrics.sketch import RELATIVE_ACCURACY
 from apps.metrics.storage import SampleWriter
+from tests.components.helpers import make_component
 from tests.metrics.conftest import sample
+from tests.procs import wait_until
 
 MINUTE, HOUR, DAY = Resolution.MINUTE, Resolution.HOUR, Resolution.DAY
 # Not on a minute: the window's edges must be rounded.
@@ -126,3 +132,47 @@ def test_metrics_summaries__unknown_series__empty_figures():
         name="t.summary.none", tags={}, windows=[(NOW - timedelta(days=1), NOW)]
     )
     assert (empty.count, empty.min, empty.p99, empty.first) == (0, None, None, None)
+
+
+# -- The sources: real record() calls, landed by this process's persister. ----
+
+
+def _landed(name: str, **tags: str) -> list[float]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT m.value FROM metrics_sample m JOIN metrics_series s"
+            " ON s.id = m.series_id WHERE s.name = %s AND s.tags @> %s::jsonb"
+            " ORDER BY m.at",
+            [name, json.dumps(tags)],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+@pytest.fixture
+def console_series(settings):
+    settings.OPSCONSOLE_METRICS_CONSOLE_SERIES = True
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_check_results__recorded__latency_and_up_per_result(console_series):
+    slug = f"src-{uuid.uuid4().hex[:8]}"
+    component = make_component(slug=slug)
+    outcomes = [("healthy", 12.5), ("degraded", 40.0), ("unhealthy", 1000.0)]
+    for status, latency in outcomes:
+        outcome = CheckOutcome(status, latency, "checked")
+        result_record_pushed(
+            component_id=component.pk, outcome=outcome, now=datetime.now(UTC)
+        )
+    wait_until(
+        lambda: len(_landed("component.check.up", component=slug)) == 3,
+        timeout=30,
+        what="check samples",
+    )
+    # Degraded is up; only unhealthy is down (as the statistics always counted).
+    assert _landed("component.check.up", component=slug) == [1.0, 1.0, 0.0]
+    latencies = wait_until(
+        lambda: _landed("component.check.latency_ms", component=slug) or None,
+        timeout=30,
+        what="latency samples",
+    )
+    assert latencies == [12.5, 40.0, 1000.0]
