@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from apps import metrics
 from apps.breakers.config import BreakerConfig, State
 from apps.breakers.engine import LocalBreaker
 from apps.breakers.fleet import TIMEOUT, Fleet, Reply
@@ -39,6 +40,7 @@ NAME_RE = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 FLUSH_SECONDS = 0.1
 # Transitions kept for the database while it is unreachable; older ones are dropped.
 MAX_NOTES = 1000
+CALLS_METRIC = "breaker.calls"
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,10 +260,13 @@ class Agent:
     def _flush(self) -> None:
         resync, self._resync = self._resync, False
         batches = []
+        calls = settings.OPSCONSOLE_METRICS_CONSOLE_SERIES
         for breaker in list(self.breakers.values()):
             if not (resync or breaker.touched):
                 continue
             batch, proposal = breaker.take_batch()
+            if calls:
+                _calls_record(breaker, batch)
             if resync or proposal or batch[1] or batch[4]:
                 batches.append((breaker, batch, proposal))
         if not batches and not (resync and self._degraded):
@@ -378,6 +383,25 @@ class Agent:
         if self._degraded:
             log.info("breakers.reconnected")
         self._degraded = ""
+
+
+def _calls_record(breaker: LocalBreaker, batch: tuple[int, int, int, int, int]) -> None:
+    """The interval's outcomes (the batch's and those of phases ended since) as
+    ``breaker.calls`` samples, the non-zero ones: success and failure split the
+    counted calls, slow counts the slow ones of either, rejected the calls
+    refused while open. Recorded whether Redis takes the batch or not."""
+    calls, failures, slow, rejected = breaker.take_spent()
+    calls, failures, slow = calls + batch[1], failures + batch[2], slow + batch[3]
+    counts = {
+        "success": calls - failures,
+        "failure": failures,
+        "slow": slow,
+        "rejected": rejected,
+    }
+    for outcome, count in counts.items():
+        if count:
+            tags = {"breaker": breaker.name, "outcome": outcome}
+            metrics.record(CALLS_METRIC, count, tags)
 
 
 def _in_event_loop() -> bool:

@@ -72,6 +72,13 @@ class LocalBreaker:
         self.quiet_epoch = -1
         self.quiet_calls = itertools.count()
         self._quiet_base = 0
+        # Calls refused while open (the agent records them as metrics): counted
+        # the same lock-free way, on the refusing path only.
+        self.rejections = itertools.count()
+        self._rejected_base = 0
+        # Outcomes of ended phases not taken yet (calls, failures, slow): the
+        # fleet drops them with their phase, the agent still records them.
+        self.retired = [0, 0, 0]
         self.apply_config(config)
 
     def apply_config(self, config: BreakerConfig) -> None:
@@ -100,12 +107,14 @@ class LocalBreaker:
         if state is _CLOSED or state is _DISABLED:
             return self.epoch
         if state is _FORCED_OPEN:
+            next(self.rejections)
             raise BreakerOpenError(
                 self.name, state, self.config.wait_duration_ms / 1000
             )
         if state is _OPEN:
             remaining = self.open_until - time.monotonic()
             if remaining > 0:
+                next(self.rejections)
                 raise BreakerOpenError(self.name, state, remaining)
         return None
 
@@ -118,6 +127,7 @@ class LocalBreaker:
         """A half-open permit from the fleet (a round trip) or locally when degraded."""
         if self.agent.permit(self):
             return self.epoch
+        next(self.rejections)
         retry_after = (
             self.open_until - time.monotonic()
             if self.state is _OPEN
@@ -224,7 +234,13 @@ class LocalBreaker:
         self.epoch += 1
         self.phase_at = time.monotonic()
         self.quiet_epoch = -1
-        self._take_quiet_calls()  # a success racing the transition must not count
+        # A success racing the transition must not count for the fleet.
+        quiet = self._take_quiet_calls()
+        calls, failures, slow, _ = self.pending
+        retired = self.retired
+        retired[0] += calls + quiet
+        retired[1] += failures
+        retired[2] += slow
         self.window = window_new(self.config)
         self.pending = [0, 0, 0, 0]
         self.ho_admitted = 0
@@ -270,6 +286,16 @@ class LocalBreaker:
         seen = next(self.quiet_calls)
         taken, self._quiet_base = seen - self._quiet_base, seen + 1
         return taken
+
+    def take_spent(self) -> tuple[int, int, int, int]:
+        """Calls, failures and slow calls of phases ended since the last take, and
+        calls refused (one taker: the agent's flusher)."""
+        with self.lock:
+            calls, failures, slow = self.retired
+            self.retired = [0, 0, 0]
+        seen = next(self.rejections)
+        rejected, self._rejected_base = seen - self._rejected_base, seen + 1
+        return calls, failures, slow, rejected
 
     def restore_proposal(self, proposal: str) -> None:
         """A flush failed: keep the reason for the next one."""

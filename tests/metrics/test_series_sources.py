@@ -6,12 +6,19 @@ and minute rollups and agrees with the raw samples."""
 import itertools
 import json
 import math
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.conf import settings as django_settings
 from django.db import connection
 
+from apps.breakers.agent import Agent
+from apps.breakers.config import BreakerConfig
+from apps.breakers.exceptions import BreakerOpenError
+from apps.breakers.fleet import Fleet
+from apps.breakers.guard import Guard
 from apps.components.checkers.base import CheckOutcome
 from apps.components.recording import result_record_pushed
 from apps.metrics.db import default_database
@@ -176,3 +183,59 @@ def test_check_results__recorded__latency_and_up_per_result(console_series):
         what="latency samples",
     )
     assert latencies == [12.5, 40.0, 1000.0]
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_breaker_flush__outcomes_and_refusals__counted_per_outcome(console_series):
+    # Given a breaker that opens at 2 failures in 4 calls, one call slow
+    prefix = f"{django_settings.OPSCONSOLE_REDIS_PREFIX}t{uuid.uuid4().hex[:8]}:"
+    agent = Agent(
+        Fleet(django_settings.REDIS_URL, prefix), interval=0.02, persist=False
+    )
+    name = f"src-{uuid.uuid4().hex[:8]}"
+    config = BreakerConfig(
+        minimum_calls=4,
+        window_size=4,
+        slow_call_duration_ms=50,
+        wait_duration_ms=60_000,
+    )
+    agent.fleet.store_config(name, config)
+    try:
+        breaker = agent.breaker(name)
+        wait_until(lambda: breaker.config == config, timeout=5, what="config")
+        # When it takes 2 successes (the second slow), 2 failures, then 3 refusals
+        with Guard(breaker, None):
+            pass
+        with Guard(breaker, None):
+            _spin(0.06)
+        for _ in range(2):
+            with pytest.raises(ValueError, match="down"), Guard(breaker, None):
+                raise ValueError("down")
+        for _ in range(3):
+            with pytest.raises(BreakerOpenError), Guard(breaker, None):
+                pass
+        # Then the flushes record each outcome's count, calls before the trip too
+        expected = {"success": 2.0, "failure": 2.0, "slow": 1.0, "rejected": 3.0}
+        wait_until(
+            lambda: _outcome_sums(name) == expected, timeout=30, what="breaker counts"
+        )
+    finally:
+        agent.stop()
+
+
+def _spin(seconds: float) -> None:
+    """Busy for ``seconds``: the body of a slow call."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+
+
+def _outcome_sums(breaker: str) -> dict[str, float]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT s.tags->>'outcome', sum(m.value) FROM metrics_sample m"
+            " JOIN metrics_series s ON s.id = m.series_id"
+            " WHERE s.name = 'breaker.calls' AND s.tags->>'breaker' = %s GROUP BY 1",
+            [breaker],
+        )
+        return dict(cursor.fetchall())
