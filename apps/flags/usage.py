@@ -20,13 +20,19 @@ from collections.abc import Callable
 from datetime import datetime
 
 import structlog
+from django.conf import settings
 from django.db import DatabaseError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
+from apps import metrics
+
 log = structlog.get_logger(__name__)
 
 FLUSH_SECONDS = 30.0
+# Each good flush also records what it added per flag as a sample of this
+# series (issue #7): evaluations per flush interval, summed by the rollups.
+EVALUATIONS_METRIC = "flags.evaluations"
 
 
 def default_database() -> BaseDatabaseWrapper:
@@ -77,7 +83,10 @@ class Usage:
                 self._failed(exc, len(deltas))
                 return False
             self._flushed.update((key, counts[key]) for key in pending)
-            return True
+        if settings.OPSCONSOLE_METRICS_CONSOLE_SERIES:
+            for key, count in pending.items():
+                metrics.record(EVALUATIONS_METRIC, count, {"flag": key})
+        return True
 
     def _deltas(self, counts: dict[str, int]) -> dict[str, int]:
         flushed = self._flushed

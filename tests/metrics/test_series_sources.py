@@ -21,6 +21,7 @@ from apps.breakers.fleet import Fleet
 from apps.breakers.guard import Guard
 from apps.components.checkers.base import CheckOutcome
 from apps.components.recording import result_record_pushed
+from apps.flags.usage import Usage
 from apps.metrics.db import default_database
 from apps.metrics.models import Resolution
 from apps.metrics.rollups import SIZE, rollup_due
@@ -239,3 +240,19 @@ def _outcome_sums(breaker: str) -> dict[str, float]:
             [breaker],
         )
         return dict(cursor.fetchall())
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_flag_usage_flush__twice__each_records_the_evaluations_since(console_series):
+    key = f"src.{uuid.uuid4().hex[:8]}"
+    usage = Usage(interval=3600)
+    usage.counts[key] = 5
+    assert usage.flush()
+    usage.counts[key] += 3
+    assert usage.flush()
+    assert usage.flush()  # nothing new: no sample
+    wait_until(
+        lambda: _landed("flags.evaluations", flag=key) == [5.0, 3.0],
+        timeout=30,
+        what="evaluation samples",
+    )
