@@ -59,7 +59,11 @@ class ComponentOut(Schema):
     paused: bool
     depends_on: list[str]
     state: StateOut | None
-    uptime_24h_pct: float | None = None
+    uptime_24h_pct: float | None = Field(
+        None,
+        description="Checks not unhealthy in the 24 whole hours before the current"
+        " one, in % (from hour rollups).",
+    )
     ping_url: str | None = Field(None, description="Heartbeats: where to ping.")
 
     @staticmethod
