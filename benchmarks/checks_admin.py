@@ -5,20 +5,28 @@
 
 Uses DATABASE_URL / REDIS_URL when set (a scratch database), else embedded
 servers. Creates N HTTP components with a state row each (states, latencies and
-last checks varied) and ``--results-per-component`` results each within the last
-24 h (so the uptime column has work to do), ANALYZEs, then times
+last checks varied) and ``--results-per-component`` results each, evenly spread
+over the last 24 h (so the uptime column has work to do), mirrors every result as the
+``component.check.up`` sample its check records (through the metrics writer) and
+runs the real rollups (``rollups_run``) over them, ANALYZEs, then times
 ``GET /admin/components/component/`` through Django's test Client logged in as a
 superuser (DEBUG off, the whole middleware stack, static files collected into
 the run's directory for the manifest storage): one warm-up, then ``--runs``
 timed requests. Side by side: the default page, a page filtered by state, a search,
-and the list sorted by uptime (the annotated column). Queries are counted on the
-last run of each.
+the list sorted by uptime (the annotated column) and the last page, each with the
+column from hour rollups (now) and from raw results (``results`` below: the
+column as it was before, swapped in for the alternate requests). Queries are
+counted on the last run of each. Then the list's query alone (a page of 100, in
+the default order and sorted by uptime) from each source: PostgreSQL's own
+execution time (EXPLAIN ANALYZE), without the page's rendering.
 
 Benchmarks are not tests: this prints figures and asserts no limits.
 """
 
 import argparse
+import os
 import time
+from typing import Any
 
 from benchmarks.checks_common import (
     components_register,
@@ -35,6 +43,10 @@ SUBJECTS = {
     "sorted by uptime 24 h": "?o=8",
     "last page": "?p=100",
 }
+
+
+# Where the list's column comes from: filled in main() after Django is set up.
+SOURCES: dict[str, Any] = {}
 
 
 def fill(count: int, per_component: int) -> None:
@@ -62,13 +74,103 @@ def fill(count: int, per_component: int) -> None:
                  in_maintenance, trace_id)
             SELECT c.id, CASE WHEN (c.id + k) %% 10 = 0 THEN 'unhealthy'
                               ELSE 'healthy' END,
-                   5.0, 'HTTP 200', '{}', now() - k * interval '2 hours',
+                   5.0, 'HTTP 200', '{}',
+                   now() - k * (interval '24 hours' / %s),
                    false, ''
             FROM components_component c, generate_series(0, %s - 1) AS k
             """,
-            [per_component],
+            [per_component, per_component],
         )
         cursor.execute("ANALYZE")
+
+
+def samples_fill(batch: int = 200_000) -> int:
+    """Every result as its ``component.check.up`` sample, then every closed
+    rollup rolled; the samples written."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from apps.components.selectors import CHECK_UP_METRIC
+    from apps.metrics.buffer import sample_row
+    from apps.metrics.db import default_database
+    from apps.metrics.services import rollups_run
+    from apps.metrics.storage import SampleWriter
+
+    writer, last, written = SampleWriter(database=default_database), 0, 0
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT r.id, c.slug, r.checked_at, r.status <> 'unhealthy'"
+                " FROM components_healthresult r JOIN components_component c"
+                " ON c.id = r.component_id WHERE r.id > %s ORDER BY r.id LIMIT %s",
+                [last, batch],
+            )
+            rows = cursor.fetchall()
+        if not rows:
+            break
+        writer.write(
+            [
+                sample_row(CHECK_UP_METRIC, (("component", slug),), at, float(up))
+                for _, slug, at, up in rows
+            ]
+        )
+        last, written = rows[-1][0], written + len(rows)
+    while any(rollups_run(now=timezone.now()).values()):
+        pass
+    return written
+
+
+def results_uptime_list(*, now: Any) -> Any:
+    """The list's queryset with the column from raw results: the alternative,
+    as ``component_list`` computed it before (a subquery over HealthResult)."""
+    from datetime import timedelta
+
+    from django.db.models import Count, FloatField, OuterRef, Q, Subquery
+    from django.db.models.functions import Cast
+
+    from apps.components.models import Component, HealthResult, Status
+
+    window = HealthResult.objects.filter(
+        component=OuterRef("pk"), checked_at__gte=now - timedelta(hours=24)
+    )
+    ratio = (
+        window.values("component")
+        .annotate(
+            pct=Cast(Count("id", filter=~Q(status=Status.UNHEALTHY)), FloatField())
+            * 100
+            / Cast(Count("id"), FloatField())
+        )
+        .values("pct")
+    )
+    return (
+        Component.objects.select_related("state", "heartbeat")
+        .prefetch_related("depends_on")
+        .annotate(uptime_pct=Subquery(ratio, output_field=FloatField()))
+    )
+
+
+def executed_ms(queryset: Any) -> float:
+    """PostgreSQL's own execution time of ``queryset`` (EXPLAIN ANALYZE)."""
+    from django.db import connection
+
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
+        return float(cursor.fetchone()[0][0]["Execution Time"])
+
+
+def queries_compared(runs: int) -> None:
+    """The list's query alone (a page of 100), each source, alternated."""
+    from django.utils import timezone
+
+    print(f"\n{'list query, page of 100':34}{'rollups ms':>11}{'results ms':>11}")
+    for label, order in (("default order", "-pk"), ("sorted by uptime", "uptime_pct")):
+        ms: dict[str, list[float]] = {"rollups": [], "results": []}
+        for _ in range(runs):
+            for source, listed in SOURCES.items():
+                page = listed(now=timezone.now()).order_by(order)[:100]
+                ms[source].append(executed_ms(page))
+        print(f"{label:34}{median(ms['rollups']):>11.1f}{median(ms['results']):>11.1f}")
 
 
 def timed(client: object, path: str, runs: int) -> tuple[list[float], int, int]:
@@ -99,7 +201,13 @@ def main() -> None:
         from django.conf import settings
         from django.contrib.auth.models import User
         from django.core.management import call_command
+        from django.db import connection
         from django.test import Client
+
+        import apps.components.admin as admin_module
+        from apps.components.selectors import component_list
+
+        SOURCES.update(rollups=component_list, results=results_uptime_list)
 
         # DEBUG off uses the manifest storage: collect into the run's directory.
         settings.STATIC_ROOT = run.root / "static"
@@ -107,25 +215,37 @@ def main() -> None:
 
         started = time.perf_counter()
         fill(args.components, args.results_per_component)
+        written = samples_fill()
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
         print(f"setup {time.perf_counter() - started:.0f} s", flush=True)
         user = User.objects.create_superuser("bench-admin", "", "x")
         client = Client()
         client.force_login(user)
         print(
             f"{args.components} components, a state row each,"
-            f" {args.components * args.results_per_component} results in 24 h;"
-            f" superuser, test Client, DEBUG off; median of {args.runs} runs"
+            f" {args.components * args.results_per_component} results in 24 h,"
+            f" {written} up samples rolled; superuser, test Client, DEBUG off;"
+            f" median of {args.runs} runs, rollups and results alternated;"
+            f" load {os.getloadavg()[0]:.2f}"
         )
         print()
-        head = f"{'GET ' + URL:34}{'median ms':>10}{'min':>8}{'max':>8}"
+        head = f"{'GET ' + URL:34}{'rollups ms':>11}{'results ms':>11}"
         print(head + f"{'queries':>9}{'KB':>6}")
         for subject, query in SUBJECTS.items():
-            times, queries, size = timed(client, URL + query, args.runs)
-            ms = [t * 1000 for t in times]
+            ms: dict[str, list[float]] = {"rollups": [], "results": []}
+            for _ in range(args.runs):
+                for source in ms:
+                    admin_module.component_list = SOURCES[source]
+                    times, queries, size = timed(client, URL + query, 1)
+                    ms[source].append(times[0] * 1000)
+            admin_module.component_list = SOURCES["rollups"]
             print(
-                f"{subject:34}{median(ms):>10.0f}{min(ms):>8.0f}{max(ms):>8.0f}"
-                f"{queries:>9}{size / 1024:>6.0f}"
+                f"{subject:34}{median(ms['rollups']):>11.0f}"
+                f"{median(ms['results']):>11.0f}{queries:>9}{size / 1024:>6.0f}"
             )
+        queries_compared(args.runs)
+        print(f"load after: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":
