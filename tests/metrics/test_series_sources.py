@@ -24,11 +24,11 @@ from apps.components.recording import result_record_pushed
 from apps.flags.usage import Usage
 from apps.metrics.db import default_database
 from apps.metrics.models import Resolution
-from apps.metrics.rollups import SIZE, rollup_due
+from apps.metrics.rollups import SIZE
 from apps.metrics.selectors import metrics_summaries, window_ranges
 from apps.metrics.sketch import RELATIVE_ACCURACY
 from apps.metrics.storage import SampleWriter
-from tests.components.helpers import make_component
+from tests.components.helpers import make_component, rolls_closed
 from tests.metrics.conftest import sample
 from tests.procs import wait_until
 
@@ -89,11 +89,6 @@ def test_window_ranges__hour_and_day_pending__finer_rollups_cover_from_there():
     assert pieces[-3][2] == day
 
 
-def _roll_everything(now: datetime) -> None:
-    for resolution in (MINUTE, HOUR, DAY):
-        rollup_due(resolution=resolution, now=now, grace=timedelta(0))
-
-
 def _lower_quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[math.floor(q * (len(ordered) - 1))]
@@ -110,7 +105,7 @@ def test_metrics_summaries__samples_over_weeks__raw_figures_and_a_year_reads_lit
     SampleWriter(database=default_database).write(
         [sample(name, value, at=at, **tags) for at, value in values.items()]
     )
-    _roll_everything(now + timedelta(days=2))
+    rolls_closed(now + timedelta(days=2))
     # When it is summarised over a day, a month and a year
     windows = [(now - timedelta(days=d), now) for d in (1, 30, 365)]
     day, month, year = metrics_summaries(name=name, tags=tags, windows=windows)
