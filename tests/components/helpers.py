@@ -163,6 +163,23 @@ WHERE p.resolution = 'minute' AND m.at >= p.bucket_start
 """
 
 
+@contextmanager
+def samples_forgotten() -> Iterator[None]:
+    """For a transactional test that records through the persister: the raw
+    samples of the series made meanwhile are deleted at its end, since its flush
+    removes their series, not them (the partitioned table is not flushed)."""
+    started = datetime.now(UTC)
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "DELETE FROM metrics_sample WHERE series_id IN"
+                " (SELECT id FROM metrics_series WHERE created_at >= %s)",
+                [started],
+            )
+
+
 def rolls_closed(now: datetime) -> None:
     """Every rollup due and closed at ``now``: minutes, then hours, then days
     (after deleting the orphaned samples of earlier tests in those minutes)."""

@@ -14,7 +14,7 @@ from apps.components.models import HealthResult
 from apps.components.recording import result_record_pushed
 from apps.components.stats import component_stats
 from apps.metrics.sketch import RELATIVE_ACCURACY
-from tests.components.helpers import make_component, rolls_closed
+from tests.components.helpers import make_component, rolls_closed, samples_forgotten
 from tests.procs import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -32,9 +32,17 @@ def _landed(slug: str) -> int:
         return cursor.fetchone()[0]
 
 
-def test_component_stats__checks_recorded_and_rolled__equal_to_raw_results(settings):
-    # Given 120 checks recorded the way the runner records them
+@pytest.fixture
+def console_series(settings):
     settings.OPSCONSOLE_METRICS_CONSOLE_SERIES = True
+    with samples_forgotten():
+        yield
+
+
+def test_component_stats__checks_recorded_and_rolled__equal_to_raw_results(
+    console_series,
+):
+    # Given 120 checks recorded the way the runner records them
     slug = f"e2e-{uuid.uuid4().hex[:8]}"
     component = make_component(slug=slug)
     for n in range(120):

@@ -28,7 +28,7 @@ from apps.metrics.rollups import SIZE
 from apps.metrics.selectors import metrics_summaries, window_ranges
 from apps.metrics.sketch import RELATIVE_ACCURACY
 from apps.metrics.storage import SampleWriter
-from tests.components.helpers import make_component, rolls_closed
+from tests.components.helpers import make_component, rolls_closed, samples_forgotten
 from tests.metrics.conftest import sample
 from tests.procs import wait_until
 
@@ -89,13 +89,23 @@ def test_window_ranges__hour_and_day_pending__finer_rollups_cover_from_there():
     assert pieces[-3][2] == day
 
 
+@pytest.fixture
+def console_series(settings):
+    """The console's series on; the raw samples this test wrote deleted at its end."""
+    settings.OPSCONSOLE_METRICS_CONSOLE_SERIES = True
+    with samples_forgotten():
+        yield
+
+
 def _lower_quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[math.floor(q * (len(ordered) - 1))]
 
 
-@pytest.mark.django_db
-def test_metrics_summaries__samples_over_weeks__raw_figures_and_a_year_reads_little():
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_metrics_summaries__samples_over_weeks__raw_figures_and_a_year_reads_little(
+    console_series,
+):
     # Given a sample every 7 minutes over the last 3 days and some 20 days ago
     now = datetime.now(UTC)
     name, tags = "t.summary", {"component": uuid.uuid4().hex[:8]}
@@ -149,11 +159,6 @@ def _landed(name: str, **tags: str) -> list[float]:
             [name, json.dumps(tags)],
         )
         return [row[0] for row in cursor.fetchall()]
-
-
-@pytest.fixture
-def console_series(settings):
-    settings.OPSCONSOLE_METRICS_CONSOLE_SERIES = True
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
