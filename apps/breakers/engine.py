@@ -108,6 +108,7 @@ class LocalBreaker:
             return self.epoch
         if state is _FORCED_OPEN:
             next(self.rejections)
+            self.touched = True
             raise BreakerOpenError(
                 self.name, state, self.config.wait_duration_ms / 1000
             )
@@ -115,6 +116,7 @@ class LocalBreaker:
             remaining = self.open_until - time.monotonic()
             if remaining > 0:
                 next(self.rejections)
+                self.touched = True
                 raise BreakerOpenError(self.name, state, remaining)
         return None
 
@@ -128,6 +130,7 @@ class LocalBreaker:
         if self.agent.permit(self):
             return self.epoch
         next(self.rejections)
+        self.touched = True
         retry_after = (
             self.open_until - time.monotonic()
             if self.state is _OPEN
@@ -241,6 +244,8 @@ class LocalBreaker:
         retired[0] += calls + quiet
         retired[1] += failures
         retired[2] += slow
+        if calls or quiet:
+            self.touched = True  # the flusher records what the phase counted
         self.window = window_new(self.config)
         self.pending = [0, 0, 0, 0]
         self.ho_admitted = 0
