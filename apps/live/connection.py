@@ -5,6 +5,11 @@ the connection's outbox holds at most ``limit`` of them. On overflow the backlog
 dropped and replaced by one ``Resync`` marker, so the writer sends a fresh snapshot
 instead of stale deltas; ``strikes`` overflows in a row within ``window`` seconds
 (no catching up in between) mean the client cannot keep up and it is closed.
+
+Where the server allows it (daphne: ``transport.direct_writer``) and nothing is queued
+or being written ahead of it, an offered frame is written to the socket at once, as
+bytes framed once for all sockets; otherwise it goes through the outbox and the
+writer task, the portable path.
 """
 
 import asyncio
@@ -12,10 +17,12 @@ import json
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
+
+from apps.live.transport import DirectWrite, ws_text_frame
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +68,11 @@ class Frame:
 
     text: str
     items: tuple[Delta, ...] = ()
+    # The same text as WebSocket frame bytes, for sockets written to directly.
+    wire: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "wire", ws_text_frame(self.text))
 
     def text_after(self, floors: dict[str, int]) -> str | None:
         """The frame without deltas already covered by a snapshot (``seq <= floor``)."""
@@ -180,13 +192,24 @@ class Peer(Protocol):
 class Connection:
     """A socket's subscription, outbox, counters and writer task."""
 
-    def __init__(self, peer: Peer, *, limit: int, user_id: int | None = None) -> None:
+    def __init__(
+        self,
+        peer: Peer,
+        *,
+        limit: int,
+        user_id: int | None = None,
+        direct: DirectWrite | None = None,
+    ) -> None:
         self.peer = peer
+        self.direct = direct
         self.user_id = user_id
         self.outbox = Outbox(limit=limit)
         self.topics: frozenset[str] = frozenset()
         self.floors: dict[str, int] = {}
         self.sent = 0
+        self.direct_sent = 0
+        # The writer holds an item (a frame, or a snapshot being built and sent).
+        self._busy = False
         self.last_seen = self.last_ping = time.monotonic()
         self.closing = False
         self.gone = asyncio.Event()  # set when the socket has disconnected
@@ -203,12 +226,31 @@ class Connection:
         self.last_seen = time.monotonic()
 
     def offer(self, frame: Frame) -> bool:
+        """Write ``frame`` now if nothing is ahead of it, else queue it; False when
+        the client overflowed too often (close it)."""
+        if self._write_now(frame):
+            return True
         return self.outbox.put(frame)
+
+    def _write_now(self, frame: Frame) -> bool:
+        if self.direct is None or self._busy or len(self.outbox):
+            return False
+        # A frame the last snapshot partly covers is re-encoded by the writer.
+        if frame.text_after(self.floors) is not frame.text:
+            return False
+        if not self.direct(frame.wire):
+            return False
+        self.sent += 1
+        self.direct_sent += 1
+        return True
 
     async def _write_loop(self) -> None:
         try:
             while True:
-                await self._write(await self.outbox.get())
+                item = await self.outbox.get()
+                self._busy = True
+                await self._write(item)
+                self._busy = False
                 if not len(self.outbox):
                     self.outbox.caught_up()
         except asyncio.CancelledError:

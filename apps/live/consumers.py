@@ -35,9 +35,11 @@ from apps.live.connection import CLOSE_GOING_AWAY, CLOSE_TOO_SLOW, Connection
 from apps.live.hub import Hub, get_hub
 from apps.live.publisher import TOPICS
 from apps.live.transport import (
+    DirectWrite,
     Drain,
     allow_slow_close,
     close_going_away,
+    direct_writer,
     drain_for,
 )
 
@@ -57,9 +59,11 @@ class LiveConsumer(ConsoleConsumer):
     hub: Hub | None = None
     conn: Connection | None = None
     drain: Drain | None = None
+    direct: DirectWrite | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         self.drain = drain_for(send)
+        self.direct = direct_writer(send, self.drain)
         try:
             await super().__call__(scope, receive, send)
         except asyncio.CancelledError:
@@ -71,7 +75,10 @@ class LiveConsumer(ConsoleConsumer):
     async def on_authenticated(self) -> None:
         self.hub = get_hub()
         self.conn = Connection(
-            self, limit=self.hub.queue_max, user_id=self.scope["user"].pk
+            self,
+            limit=self.hub.queue_max,
+            user_id=self.scope["user"].pk,
+            direct=self.direct,
         )
         self.hub.attach(self.conn)
 

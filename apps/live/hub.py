@@ -4,8 +4,10 @@ One hub per event loop (one per web process): one Redis pub/sub subscription, st
 by the first socket. Each message is decoded once into a ``Delta``; every tick (100 ms)
 the pending deltas are grouped by the set of topics a connection wants, each group is
 encoded once into a ``{"type": "deltas", "items": [...]}`` frame and the same frame is
-offered to every local connection with that topic set. ``queues`` and ``metrics`` are
-coalesced per (topic, key): only the latest delta per key per tick goes out.
+offered to every local connection with that topic set (under daphne it is written to
+each socket there and then, framed once: ``Connection.offer``). ``queues`` and
+``metrics`` are coalesced per (topic, key): only the latest delta per key per tick
+goes out.
 
 While the subscription is down every connection is told ``{"type": "status",
 "degraded": true}``; messages published meanwhile are lost, so on recovery each
@@ -59,6 +61,7 @@ class ConnectionStats:
     user_id: int | None
     topics: tuple[str, ...]
     sent: int
+    direct: int
     resyncs: int
     drops: int
     queued: int
@@ -72,6 +75,7 @@ class HubStats:
     coalesced: int
     frames_encoded: int
     sent: int
+    direct: int
     resyncs: int
     drops: int
     closed_slow: int
@@ -106,7 +110,7 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
         self._commands: aioredis.Redis | None = None
         # Counters of connections already gone, so totals survive them.
-        self._gone = {"sent": 0, "resyncs": 0, "drops": 0}
+        self._gone = {"sent": 0, "direct": 0, "resyncs": 0, "drops": 0}
         self.counts = {
             "received": 0,
             "coalesced": 0,
@@ -151,6 +155,7 @@ class Hub:
         if conn in self.connections:
             self.connections.discard(conn)
             self._gone["sent"] += conn.sent
+            self._gone["direct"] += conn.direct_sent
             self._gone["resyncs"] += conn.outbox.resyncs
             self._gone["drops"] += conn.outbox.drops
 
@@ -341,6 +346,7 @@ class Hub:
                 c.user_id,
                 tuple(sorted(c.topics)),
                 c.sent,
+                c.direct_sent,
                 c.outbox.resyncs,
                 c.outbox.drops,
                 len(c.outbox),
@@ -351,6 +357,7 @@ class Hub:
             connected=len(conns),
             degraded=self.degraded,
             sent=self._gone["sent"] + sum(c.sent for c in conns),
+            direct=self._gone["direct"] + sum(c.direct for c in conns),
             resyncs=self._gone["resyncs"] + sum(c.resyncs for c in conns),
             drops=self._gone["drops"] + sum(c.drops for c in conns),
             connections=conns,

@@ -7,12 +7,18 @@ the connection's HTTPChannel (the TCP transport's own producer, which forwards
 pause/resume), so Twisted tells us when its write buffer passes 64 KiB and when it
 has drained; the connection's writer waits for that, its outbox fills and overflows
 into a resync. Elsewhere ``drain_for`` returns None and ``send`` itself pushes back.
+
+Under daphne a tick's frame can also skip the ASGI send path: ``direct_writer`` writes
+a frame framed once for every socket (``ws_text_frame``) straight to the TCP
+transport, where autobahn would frame it again per socket after two coroutine hops.
+Elsewhere it returns None and every frame goes through ``send``.
 """
 
 import asyncio
 import contextlib
 import functools
 import socket
+import struct
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -75,6 +81,57 @@ def drain_for(send: Callable[..., Any]) -> Drain | None:
         return None
     _cap_send_buffer(transport)
     return drain
+
+
+def ws_text_frame(text: str) -> bytes:
+    """``text`` as one final, unmasked text frame without extensions (RFC 6455
+    section 5.2): what a server sends when no compression was negotiated."""
+    payload = text.encode()
+    size = len(payload)
+    if size < 126:
+        return struct.pack("!BB", 0x81, size) + payload
+    if size < 1 << 16:
+        return struct.pack("!BBH", 0x81, 126, size) + payload
+    return struct.pack("!BBQ", 0x81, 127, size) + payload
+
+
+DirectWrite = Callable[[bytes], bool]
+
+
+def direct_writer(send: Callable[..., Any], drain: Drain | None) -> DirectWrite | None:
+    """A writer of ``ws_text_frame`` bytes to daphne's socket behind ``send``; None
+    on other servers, or without a ``drain`` to respect.
+
+    The writer returns False, writing nothing, while the socket is paused by
+    backpressure or is not a plain open socket (closing, compressed, masked,
+    fragmenting or mid-message): the caller then sends through ``send`` instead.
+    """
+    protocol = _daphne_protocol(send)
+    if drain is None or protocol is None or not hasattr(protocol, "sendMessage"):
+        return None
+
+    def write(frame: bytes) -> bool:
+        if drain.paused or not _plain_open(protocol, len(frame)):
+            return False
+        protocol.transport.write(frame)
+        return True
+
+    return write
+
+
+def _plain_open(protocol: Any, size: int) -> bool:
+    # What autobahn's sendMessage would do differently from our bytes: any of these
+    # and the frame goes through it instead.
+    return bool(
+        protocol.state == protocol.STATE_OPEN
+        and protocol.send_state == protocol.SEND_STATE_GROUND
+        and not protocol.send_queue
+        and protocol._perMessageCompress is None
+        and not protocol.maskServerFrames
+        and not protocol.autoFragmentSize
+        and not protocol.logFrames
+        and not 0 < protocol.maxMessagePayloadSize < size
+    )
 
 
 # Linux grows a socket's send buffer up to 4 MiB by itself; a dashboard needs far
