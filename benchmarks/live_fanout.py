@@ -18,6 +18,11 @@ client has every delta or nothing arrived for 2 s); what has not arrived by then
 counted as lost. CPU is the server process's CPU time, as % of one core, over the
 publish window and over it plus that drain; RSS is sampled every 250 ms.
 
+With ``--probe`` each app server runs in-process under this script, which records
+its garbage-collector pauses (per generation) and its event loop's lag (how late a
+callback posted every 5 ms runs), saved every second; the rows cover the publish
+window and the drain.
+
 With ``--stalled-percent P`` each subject runs twice: without, then with P% extra
 clients that read their snapshot and never read again, on 4 KiB receive buffers;
 the figures of the other clients are compared with the run without them.
@@ -27,6 +32,8 @@ Benchmarks are not tests: this prints figures and asserts no limits.
 
 import argparse
 import asyncio
+import atexit
+import gc
 import json
 import multiprocessing
 import os
@@ -134,11 +141,15 @@ def prepare_database() -> str:
 
 
 class WebServer:
-    """One server process for a subject, its log in ``logdir``; killed on stop."""
+    """One server process for a subject, its log in ``logdir``; killed on stop.
+    With ``probe`` (a file path) an app server runs under ``serve_probed``."""
 
-    def __init__(self, subject: str, logdir: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self, subject: str, logdir: Path, env: dict[str, str], probe: Path | None
+    ) -> None:
         self.subject = subject
         self.port = free_port()
+        self.probe = probe if subject.startswith("app") else None
         py = sys.executable
         bind = ["-b", "127.0.0.1", "-p", str(self.port), "-v", "0"]
         argv = {
@@ -171,6 +182,9 @@ class WebServer:
                 "false",
             ],
         }[subject]
+        if self.probe is not None:
+            env = {**env, "LIVE_FANOUT_PROBE": str(self.probe)}
+            argv = [py, str(Path(__file__).resolve()), "--serve-probed", *argv[2:]]
         self.log = logdir / f"{subject}-{self.port}.log"
         with self.log.open("wb") as out:
             self.popen = subprocess.Popen(  # noqa: S603 - our own interpreter
@@ -238,6 +252,82 @@ class WebServer:
                 with suppress(ProcessLookupError):
                     os.killpg(self.popen.pid, signal.SIGKILL)
                 self.popen.wait(5)
+
+
+# --- probes (inside an app server started with --probe) -----------------------------
+LAG_INTERVAL = 0.005
+
+
+def serve_probed(argv: list[str]) -> None:
+    """Run ``-m daphne|uvicorn ARGS`` in this process, recording GC pauses and the
+    event loop's lag; written as JSON to $LIVE_FANOUT_PROBE when the server exits."""
+    records: dict[str, list[tuple[float, ...]]] = {"gc": [], "lag": []}
+    started: dict[str, float] = {}
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started["gc"] = time.perf_counter()
+        elif "gc" in started:
+            pause = time.perf_counter() - started.pop("gc")
+            records["gc"].append((time.time(), info["generation"], pause))
+
+    def watch_loop() -> None:
+        from apps.live import hub
+
+        while not hub._hubs:
+            time.sleep(0.05)
+        loop = next(iter(hub._hubs))
+        saved = time.monotonic()
+        while not loop.is_closed():
+            if time.monotonic() - saved > 1:  # uvicorn ends by re-raising SIGTERM
+                dump()
+                saved = time.monotonic()
+            posted = time.perf_counter()
+            done = threading.Event()
+
+            def ran(posted: float = posted, done: threading.Event = done) -> None:
+                records["lag"].append((time.time(), time.perf_counter() - posted))
+                done.set()
+
+            with suppress(RuntimeError):
+                loop.call_soon_threadsafe(ran)
+            done.wait(5)
+            time.sleep(LAG_INTERVAL)
+
+    def dump() -> None:
+        path = Path(os.environ["LIVE_FANOUT_PROBE"])
+        partial = path.with_suffix(".tmp")
+        partial.write_text(json.dumps(records))
+        partial.replace(path)
+
+    gc.callbacks.append(on_gc)
+    atexit.register(dump)
+    threading.Thread(target=watch_loop, daemon=True).start()
+    server, *rest = argv
+    sys.argv = [server, *rest]
+    if server == "daphne":
+        from daphne.cli import CommandLineInterface
+
+        CommandLineInterface.entrypoint()
+    else:
+        import uvicorn
+
+        uvicorn.main()
+
+
+def probe_rows(path: Path | None, start: float, end: float) -> dict[str, str]:
+    """The probe's figures between ``start`` and ``end`` (wall clock)."""
+    if path is None or not path.exists():
+        return {}
+    records = json.loads(path.read_text())
+    pauses = [(gen, p * 1000) for at, gen, p in records["gc"] if start <= at <= end]
+    lags = sorted(lag * 1000 for at, lag in records["lag"] if start <= at <= end)
+    full = [p for gen, p in pauses if gen == 2]
+    return {
+        "gc": f"{len(pauses)}, {sum(p for _, p in pauses):,.0f}; "
+        f"{len(full)}, {max(full, default=0):,.0f}",
+        "lag": f"{percentile(lags, 0.99):,.1f} / {max(lags, default=0):,.0f}",
+    }
 
 
 class RssSampler(threading.Thread):
@@ -502,6 +592,7 @@ class Result:
     sockets: tuple[int, int]
     error_sample: list[str]
     live: dict[str, int] | None
+    probe: dict[str, str]
 
 
 def percentile(ordered: list[float], q: float) -> float:
@@ -521,7 +612,8 @@ def run_subject(
     env = dict(os.environ)
     if args.queue_max:
         env["OPSCONSOLE_LIVE_QUEUE_MAX"] = str(args.queue_max)
-    server = WebServer(subject, logdir, env)
+    probe = logdir / f"probe-{subject}-{stalled}.json" if args.probe else None
+    server = WebServer(subject, logdir, env, probe)
     clients: list[tuple[Any, Connection]] = []
     publisher = None
     sampler = RssSampler(server)
@@ -560,7 +652,7 @@ def run_subject(
         rss_before = server.rss_mb()
         sockets_before = server.sockets()
         sampler.start()
-        cpu0, wall0 = server.cpu_seconds(), time.monotonic()
+        cpu0, wall0, began = server.cpu_seconds(), time.monotonic(), time.time()
         for _, pipe in clients:
             pipe.send("go")
         ours.send("go")
@@ -572,6 +664,7 @@ def run_subject(
         reports = [pipe.recv() for _, pipe in clients]
         cpu = server.cpu_seconds() - cpu0
         wall = time.monotonic() - wall0
+        ended = time.time()
         time.sleep(0.5)
         rss_after = server.rss_mb()
         sockets_after = server.sockets()
@@ -630,6 +723,7 @@ def run_subject(
         error_sample=sample,
         sockets=(sockets_before, sockets_after),
         live=live,
+        probe=probe_rows(server.probe, began, ended),
     )
 
 
@@ -704,6 +798,17 @@ def table(results: list[Result], args: argparse.Namespace) -> str:
             ["+".join(f"{c:.0f}" for c in r.client_cpu) for r in results],
         ),
     ]
+    if args.probe:
+        rows += [
+            (
+                "probe: GC pauses, ms; full ones, max ms",
+                [r.probe.get("gc", "-") for r in results],
+            ),
+            (
+                "probe: event loop lag p99 / max ms",
+                [r.probe.get("lag", "-") for r in results],
+            ),
+        ]
     heads = [col(r) for r in results]
     first = max(len(label) for label, _ in rows)
     widths = [
@@ -753,6 +858,11 @@ def main() -> None:
         default=",".join(SUBJECTS),
         help=f"comma-separated, of {', '.join(SUBJECTS)}",
     )
+    parser.add_argument(
+        "--probe",
+        action="store_true",
+        help="record the app servers' GC pauses and event-loop lag",
+    )
     args = parser.parse_args()
     subjects = [s.strip() for s in args.subjects.split(",") if s.strip()]
     unknown = set(subjects) - set(SUBJECTS)
@@ -796,4 +906,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--serve-probed"]:
+        serve_probed(sys.argv[2:])
+    else:
+        main()
