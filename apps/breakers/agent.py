@@ -24,6 +24,7 @@ from datetime import datetime
 import redis
 import structlog
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.utils import timezone
 
@@ -260,7 +261,7 @@ class Agent:
     def _flush(self) -> None:
         resync, self._resync = self._resync, False
         batches = []
-        calls = settings.OPSCONSOLE_METRICS_CONSOLE_SERIES
+        calls = _console_series()
         for breaker in list(self.breakers.values()):
             if not (resync or breaker.touched):
                 continue
@@ -414,6 +415,15 @@ def _in_event_loop() -> bool:
 
 _default: Agent | None = None
 _default_lock = threading.Lock()
+
+
+def _console_series() -> bool:
+    """Whether flushes record ``breaker.calls`` (a process without Django settings,
+    such as a bare agent in a script, records nothing and keeps flushing)."""
+    try:
+        return bool(settings.OPSCONSOLE_METRICS_CONSOLE_SERIES)
+    except ImproperlyConfigured:
+        return False
 
 
 def default_agent() -> Agent:
