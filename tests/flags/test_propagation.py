@@ -95,12 +95,14 @@ parent = os.getpid()
 pid = os.fork()
 who = "child" if pid == 0 else "parent"
 if pid == 0:
-    print("child fresh", cache.snapshot is None, flush=True)
+    print(f"child fresh {cache.snapshot is None}", flush=True)
 last = None
 while pid != 0 or os.getppid() == parent:
     value = flags.is_enabled("checkout")
     if value != last:
-        print(who, value, time.time(), flush=True)
+        # One string, one write: the snapshot thread's log lines go to the same
+        # stdout and could land between print()'s separate arguments.
+        print(f"{who} {value} {time.time()}", flush=True)
         last = value
     time.sleep(0.005)
 """
