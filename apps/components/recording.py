@@ -136,7 +136,8 @@ def result_record_pushed(
     return _record({component_id: outcome}, now, claim_token=None)
 
 
-def _ids_literal(ids: Iterable[int]) -> str:
+def ids_literal(ids: Iterable[int]) -> str:
+    """``ids`` as one PostgreSQL array literal (one parameter, constant SQL text)."""
     return "{" + ",".join(str(int(pk)) for pk in ids) + "}"
 
 
@@ -186,7 +187,7 @@ def _held(
     sql = _HELD_SQL.format(held=_CLAIMED if claim_token is not None else "")
     params: dict[str, Any] = {
         "now": now,
-        "ids": _ids_literal(outcomes),
+        "ids": ids_literal(outcomes),
         "token": claim_token,
     }
     with connection.cursor() as cursor:
@@ -261,7 +262,7 @@ def _write(
         "trace_id": trace_id,
         "results": _json(results),
         "states": _json(states),
-        "ids": _ids_literal(held),
+        "ids": ids_literal(held),
     }
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

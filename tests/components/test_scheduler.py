@@ -167,18 +167,24 @@ def _claim_seen(slug: str) -> bool:
     return True
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_run_batch__claim_about_to_expire__lasts_the_run_from_its_start():
-    config = {"name": "tests.claim_seen", "params": {"slug": "renewed"}}
+def _claimed_seen(slug: str, *, until: timedelta) -> tuple[Component, uuid.UUID]:
+    """A component whose check notes its claim, claimed until ``until`` from now
+    (a 5 s timeout, no retries: its run needs 5 s + the claim margin)."""
+    config = {"name": "tests.claim_seen", "params": {"slug": slug}}
     component = make_component(
-        kind="python", config=config, slug="renewed", timeout_seconds=5
+        kind="python", config=config, slug=slug, timeout_seconds=5
     )
     token = uuid.uuid4()
-    about_to_expire = timezone.now() + timedelta(seconds=1)
     Component.objects.filter(pk=component.pk).update(
-        claim_token=token, claimed_until=about_to_expire
+        claim_token=token, claimed_until=timezone.now() + until
     )
     _claims_seen.clear()
+    return component, token
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_run_batch__claim_about_to_expire__lasts_the_run_from_its_start():
+    component, token = _claimed_seen("renewed", until=timedelta(seconds=1))
     started = timezone.now()
     assert components_run_batch(component_ids=[component.pk], claim_token=token) == 1
     assert _claims_seen[0] >= started + timedelta(seconds=5 + 10)
@@ -188,16 +194,8 @@ def test_run_batch__claim_about_to_expire__lasts_the_run_from_its_start():
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_run_batch__claim_with_time_to_spare__read_not_rewritten():
     # Given a claim that lasts well past the check's worst case
-    config = {"name": "tests.claim_seen", "params": {"slug": "spare"}}
-    component = make_component(
-        kind="python", config=config, slug="spare", timeout_seconds=5
-    )
-    token = uuid.uuid4()
-    spare = timezone.now() + timedelta(seconds=60)
-    Component.objects.filter(pk=component.pk).update(
-        claim_token=token, claimed_until=spare
-    )
-    _claims_seen.clear()
+    component, token = _claimed_seen("spare", until=timedelta(seconds=60))
+    spare = Component.objects.get(pk=component.pk).claimed_until
 
     # When its batch runs
     assert components_run_batch(component_ids=[component.pk], claim_token=token) == 1

@@ -16,7 +16,7 @@ from apps import flags
 from apps.components.checkers.base import CheckOutcome
 from apps.components.checkers.runner import CheckJob, run_jobs
 from apps.components.models import Component, HealthResult, Kind
-from apps.components.recording import results_record
+from apps.components.recording import ids_literal, results_record
 from apps.components.services.common import component_locked
 from apps.core.exceptions import Conflict
 from apps.core.models import AuditEvent
@@ -254,7 +254,7 @@ def _claim_renew(
         "now": timezone.now(),
         "margin": CLAIM_MARGIN_SECONDS,
         "slack": RENEW_SLACK_SECONDS,
-        "ids": "{" + ",".join(str(int(pk)) for pk in component_ids) + "}",
+        "ids": ids_literal(component_ids),
         "token": claim_token,
     }
     with connection.cursor() as cursor:
