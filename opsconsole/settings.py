@@ -1,5 +1,6 @@
 """opsconsole settings: everything comes from the environment (see .env.example)."""
 
+import re
 import shlex
 from pathlib import Path
 
@@ -262,6 +263,21 @@ OPSCONSOLE_METRICS_SPILL_DIR = Path(
 OPSCONSOLE_METRICS_SPILL_MAX_MB = env_int(
     "OPSCONSOLE_METRICS_SPILL_MAX_MB", 256, minimum=1
 )
+# Tag keys whose values get their own rollups (every series of a name carrying
+# key=value merged), so a query filtered by one such tag reads one sketch per
+# bucket. For low-cardinality keys that group many series; a key with one value
+# per series (host, component) would only copy the series' own rollups.
+OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS = env_list(
+    "OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS", ["env", "group", "service", "region", "queue"]
+)
+if bad_keys := [  # the rule of apps.metrics.validation.TAG_KEY_RE
+    key
+    for key in OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS
+    if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]{0,63}", key)
+]:
+    raise ImproperlyConfigured(
+        f"OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS: not tag keys: {', '.join(bad_keys)}"
+    )
 # Raw samples (whole day partitions), then minute, hour and day rollups.
 OPSCONSOLE_METRICS_RAW_RETENTION_DAYS = env_int(
     "OPSCONSOLE_METRICS_RAW_RETENTION_DAYS", 7, minimum=1

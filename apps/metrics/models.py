@@ -105,18 +105,26 @@ class Rollup(RollupFields):
         return f"{self.series_id} {self.resolution} {self.bucket_start:%Y-%m-%d %H:%M}"
 
 
+# A tag as "key=value": keys hold no "=" (validation.TAG_KEY_RE), at most 64
+# characters, values at most 200.
+TAG_MAX_LENGTH = 64 + 1 + 200
+
+
 class NameRollup(RollupFields):
-    """Every series of one metric name merged over one bucket, written by the
-    rollup task beside the series' own rollups, so a query without a tag filter
-    reads one sketch per bucket however many series the name has."""
+    """Every series of one metric name merged over one bucket (``tag`` ''), or
+    every series of it carrying one tag (``tag`` "key=value", for the keys in
+    ``OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS``), written by the rollup task beside the
+    series' own rollups, so a query without a tag filter, or filtered by one such
+    tag, reads one sketch per bucket however many series it covers."""
 
     name = models.CharField(max_length=200)
+    tag = models.CharField(max_length=TAG_MAX_LENGTH, db_default="", blank=True)
 
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["resolution", "name", "bucket_start"],
-                name="metrics_namerollup_bucket",
+                fields=["resolution", "name", "tag", "bucket_start"],
+                name="metrics_namerollup_tag_bucket",
             ),
             models.CheckConstraint(
                 condition=Q(resolution__in=Resolution.values),
@@ -128,7 +136,8 @@ class NameRollup(RollupFields):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name} {self.resolution} {self.bucket_start:%Y-%m-%d %H:%M}"
+        owner = f"{self.name} {self.tag}" if self.tag else self.name
+        return f"{owner} {self.resolution} {self.bucket_start:%Y-%m-%d %H:%M}"
 
 
 class PendingRollup(models.Model):

@@ -21,13 +21,14 @@ from apps.metrics.sketch import code_quantiles, quantile
 
 MAX_BUCKETS = 10_000
 # The rollups of the query over one resolution and [start, end), "b" being the
-# step bucket each falls in: without a tag filter, the name's own rollups (every
-# series already merged by the rollup task, one row per bucket); with one, the
-# rollups of the name's series whose tags contain the filter.
+# step bucket each falls in: without a tag filter, or with one tag whose key is
+# in OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS, the name's (or name and tag's) own
+# rollups (every series already merged by the rollup task, one row per bucket);
+# with any other filter, the rollups of the name's series whose tags contain it.
 NAME_ROLLUPS_SQL = """
 SELECT date_bin(%(step)s, r.bucket_start, %(start)s) AS b, r.*
 FROM metrics_namerollup r
-WHERE r.name = %(name)s AND r.resolution = %(resolution)s
+WHERE r.name = %(name)s AND r.tag = %(tag)s AND r.resolution = %(resolution)s
   AND r.bucket_start >= %(start)s AND r.bucket_start < %(end)s
 """
 SERIES_ROLLUPS_SQL = """
@@ -102,8 +103,10 @@ def metrics_query(
             {"to": [f"Must be after from, with at most {MAX_BUCKETS} steps between."]}
         )
     resolution = resolution_for(step=step)
+    tag = rollup_tag(tags=tags)
     params: dict[str, Any] = {
         "name": name,
+        "tag": tag,
         "tags": _json(tags),
         "resolution": resolution.value,
         "start": start,
@@ -111,8 +114,21 @@ def metrics_query(
         "step": timedelta(seconds=step),
     }
     with connection.cursor() as cursor:
-        cursor.execute(SERIES_QUERY_SQL if tags else NAME_QUERY_SQL, params)
+        cursor.execute(SERIES_QUERY_SQL if tag is None else NAME_QUERY_SQL, params)
         return resolution, [_bucket(*row) for row in cursor.fetchall()]
+
+
+def rollup_tag(*, tags: dict[str, str]) -> str | None:
+    """The ``metrics_namerollup.tag`` holding the merge of the series matching the
+    filter ``tags`` ('' for no filter, "key=value" for one tag whose key is
+    configured), or None when only merging the series' own rollups answers."""
+    if not tags:
+        return ""
+    if len(tags) == 1:
+        ((key, value),) = tags.items()
+        if key in settings.OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS:
+            return f"{key}={value}"
+    return None
 
 
 def _bucket(

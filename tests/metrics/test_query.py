@@ -4,6 +4,7 @@ min and max, and percentiles within the sketch's stated relative accuracy."""
 import math
 import random
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,9 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from apps.metrics.db import default_database
-from apps.metrics.models import Resolution
+from apps.metrics.models import Resolution, Rollup
 from apps.metrics.rollups import rollup_due
-from apps.metrics.selectors import metrics_query
+from apps.metrics.selectors import Bucket, metrics_query, rollup_tag
 from apps.metrics.sketch import RELATIVE_ACCURACY, quantile, quantiles
 from apps.metrics.storage import SampleWriter
 from tests.metrics.conftest import sample
@@ -156,3 +157,70 @@ def test_quantiles__one_walk__same_as_quantile_one_by_one(sketch, qs, bounds):
     assert quantiles(sketch, qs, lowest=lowest, highest=highest) == [
         quantile(sketch, q, lowest=lowest, highest=highest) for q in qs
     ]
+
+
+def query_all(name: str, tags: dict[str, str]) -> dict[int, list[Bucket]]:
+    """The query of ``tags`` at each resolution's step and a coarser one."""
+    steps = {60: 4, 600: 4, 3600: 4, 7200: 4, 86400: 48}
+    return {
+        step: metrics_query(
+            name=name,
+            tags=tags,
+            start=HOUR.replace(hour=0) if step == 86400 else HOUR,
+            end=HOUR + timedelta(hours=hours),
+            step=step,
+        )[1]
+        for step, hours in steps.items()
+    }
+
+
+def assert_same_buckets(got: list[Bucket], want: list[Bucket]) -> None:
+    """Equal, sum and avg up to the order PostgreSQL adds in."""
+    assert len(got) == len(want)
+    for one, other in zip(got, want, strict=True):
+        assert replace(one, sum=0.0, avg=0.0) == replace(other, sum=0.0, avg=0.0)
+        assert one.sum == pytest.approx(other.sum, rel=1e-12, abs=1e-9)
+        assert one.avg == pytest.approx(other.avg, rel=1e-12, abs=1e-9)
+
+
+@pytest.mark.parametrize("tags", [{"env": "prod"}, {"env": "dev"}])
+def test_query__one_configured_tag__same_buckets_as_merging_its_series(
+    raw, settings, tags
+):
+    assert rollup_tag(tags=tags) == f"env={tags['env']}"
+    got = query_all(raw[0], tags)
+    settings.OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS = []  # the series-merge path
+    assert rollup_tag(tags=tags) is None
+    want = query_all(raw[0], tags)
+    assert all(want.values())
+    for step, buckets in got.items():
+        assert_same_buckets(buckets, want[step])
+
+
+def test_query__one_configured_tag__answered_without_the_series_rollups(raw):
+    name = raw[0]
+    tagged = query_all(name, {"env": "prod"})
+    merged = query_all(name, {"env": "prod", "host": "a"})  # two pairs: series
+    one_series = query_all(name, {"host": "a"})  # host is not configured
+    assert merged[3600]
+    assert one_series[3600] == merged[3600]
+
+    Rollup.objects.filter(series__name=name).delete()
+
+    assert query_all(name, {"env": "prod"}) == tagged
+    assert query_all(name, {"env": "prod", "host": "a"})[3600] == []
+    assert query_all(name, {"host": "a"})[3600] == []
+
+
+@pytest.mark.parametrize(
+    ("tags", "expected_tag"),
+    [
+        ({}, ""),
+        ({"env": "prod"}, "env=prod"),
+        ({"queue": "a=b"}, "queue=a=b"),
+        ({"host": "a"}, None),
+        ({"env": "prod", "service": "api"}, None),
+    ],
+)
+def test_rollup_tag__filter__the_name_or_tag_rollup_or_none(tags, expected_tag):
+    assert rollup_tag(tags=tags) == expected_tag

@@ -128,10 +128,14 @@ def test_minute_rollup__series_deleted_with_raw_left__other_series_still_rolled(
     assert count == 1
 
 
-def merged_rows(name: str, resolution: str) -> list[tuple]:
-    """The name's series rollups of ``resolution`` merged in Python, per bucket."""
+def merged_rows(name: str, resolution: str, series=None) -> list[tuple]:
+    """The name's series rollups of ``resolution`` (of ``series`` when given)
+    merged in Python, per bucket."""
     merged: dict[datetime, list] = {}
-    for row in Rollup.objects.filter(series__name=name, resolution=resolution):
+    rollups = Rollup.objects.filter(series__name=name, resolution=resolution)
+    if series is not None:
+        rollups = rollups.filter(series__in=series)
+    for row in rollups:
         n, total, low, high, counts = merged.setdefault(
             row.bucket_start, [0, 0.0, math.inf, -math.inf, Counter()]
         )
@@ -314,3 +318,121 @@ def test_migration_0003__jsonb_sketches__arrays_name_rollups_and_back_unchanged(
         [1, 3, 5, 6],
     )
     assert reversed_maps == [(m,) for m in maps]
+
+
+TAGGED = [
+    {"env": "prod", "host": "a"},
+    {"env": "prod", "host": "b"},
+    {"env": "dev", "host": "c"},
+    {"host": "d"},
+]
+
+
+def write_tagged(name: str, seconds: range = range(0, 150, 7)) -> None:
+    """Samples of four series of ``name`` over three minutes of HOUR (and one
+    minute of the next hour, so the day merges two hours)."""
+    SampleWriter(database=default_database).write(
+        [
+            sample(name, (n % 13) * 2.5 - 5 + i, at=HOUR + timedelta(seconds=n), **tags)
+            for i, tags in enumerate(TAGGED)
+            for n in [*seconds, 3600 + i]
+        ]
+    )
+
+
+def tag_rows(name: str, tag: str, resolution: str) -> list[tuple]:
+    return list(
+        NameRollup.objects.filter(name=name, tag=tag, resolution=resolution)
+        .order_by("bucket_start")
+        .values_list(
+            "bucket_start", "count", "sum", "min", "max", "sketch_keys", "sketch_counts"
+        )
+    )
+
+
+def series_merged(name: str, resolution: str, **tags: str) -> list[tuple]:
+    """``merged_rows`` of the series of ``name`` carrying ``tags``."""
+    kept = Series.objects.filter(name=name, tags__contains=tags)
+    merged = merged_rows(name, resolution, series=kept)
+    assert merged, (name, resolution, tags)
+    return merged
+
+
+def test_tag_rollup__configured_keys_only__name_and_each_value_rolled(settings):
+    settings.OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS = ["env", "region"]
+    write_tagged("t.tagkeys")
+    roll_all(now=HOUR + timedelta(days=2))
+    for resolution in ("minute", "hour", "day"):
+        tags = set(
+            NameRollup.objects.filter(
+                name="t.tagkeys", resolution=resolution
+            ).values_list("tag", flat=True)
+        )
+        # host is not configured; region is, but no series carries it.
+        assert tags == {"", "env=prod", "env=dev"}, resolution
+
+
+def test_tag_rollup__each_tag__equals_its_series_rollups_merged_per_bucket(settings):
+    settings.OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS = ["env"]
+    write_tagged("t.tagmerge")
+    roll_all(now=HOUR + timedelta(days=2))
+    days = len({HOUR.date(), (HOUR + timedelta(hours=1)).date()})
+    for resolution, buckets in (("minute", 4), ("hour", 2), ("day", days)):
+        for env in ("prod", "dev"):
+            want = series_merged("t.tagmerge", resolution, env=env)
+            got = tag_rows("t.tagmerge", f"env={env}", resolution)
+            assert len(got) == buckets, (resolution, env)
+            assert same_rows(got, want), (resolution, env)
+
+
+def test_tag_rollup__late_sample_of_one_series__tag_minute_and_hour_rerolled(
+    settings,
+):
+    settings.OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS = ["env"]
+    writer = SampleWriter(database=default_database)
+    writer.write(
+        [
+            sample("t.taglate", 10, at=HOUR + timedelta(seconds=5), env="p", host="a"),
+            sample("t.taglate", 20, at=HOUR + timedelta(seconds=6), env="p", host="b"),
+            sample("t.taglate", 30, at=HOUR + timedelta(seconds=7), env="q", host="c"),
+        ]
+    )
+    roll_all()
+    writer.write(
+        [sample("t.taglate", 5000, at=HOUR + timedelta(seconds=40), env="p", host="b")]
+    )
+    roll_all()
+    for resolution in ("minute", "hour"):
+        ((_, count, total, _, high, _, counts),) = tag_rows(
+            "t.taglate", "env=p", resolution
+        )
+        assert (count, total, high, sum(counts)) == (3, 5030, 5000, 3), resolution
+        ((_, count, *_),) = tag_rows("t.taglate", "env=q", resolution)
+        assert count == 1
+
+
+def test_tag_rollup__key_taken_out_before_the_hour__no_hour_for_its_tags(settings):
+    settings.OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS = ["env"]
+    write_tagged("t.tagout")
+    rollup_due(resolution=Resolution.MINUTE, now=LATER, grace=timedelta(0))
+    settings.OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS = []
+    roll_all(now=HOUR + timedelta(days=2))
+    assert tag_rows("t.tagout", "env=prod", "minute")
+    assert tag_rows("t.tagout", "env=prod", "hour") == []
+    assert len(tag_rows("t.tagout", "", "hour")) == 2
+
+
+def test_retention__tag_rollups_past_their_days__deleted_with_the_names(settings):
+    settings.OPSCONSOLE_METRICS_MINUTE_RETENTION_DAYS = 30
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    for tag in ("", "env=prod"):
+        for age in (31, 29):
+            NameRollup.objects.create(
+                resolution="minute", name="t.tagret", tag=tag,
+                bucket_start=now - timedelta(days=age), count=1, sum=1.0, min=1.0,
+                max=1.0, sketch_keys=[0], sketch_counts=[1],
+            )  # fmt: skip
+    retention_apply(now=now)
+    assert sorted(
+        NameRollup.objects.filter(name="t.tagret").values_list("tag", "bucket_start")
+    ) == [("", now - timedelta(days=29)), ("env=prod", now - timedelta(days=29))]
