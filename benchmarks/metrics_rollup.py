@@ -10,8 +10,13 @@ hits all of them alike), with the CPU seconds of the PostgreSQL backend that ran
 each (load stretches the wall clock, it barely moves those):
 - ours: ``rollup_due`` for every minute (count, sum, min, max and the log-bucket
   sketch computed in PostgreSQL, upserted into ``metrics_rollup``, then the
-  per-name minutes merged from them into ``metrics_namerollup``), then hours
-  merged from those minutes (per series and per name);
+  per-name and per-tag minutes merged from them into ``metrics_namerollup``),
+  then hours merged from those minutes (per series, per name and per tag); the
+  configured tag keys (``OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS``) always include
+  ``env``, which every series carries (``env=bench``), and never ``host`` (one
+  value per series);
+- the same with no tag keys configured (per-name rollups only), to show what the
+  per-tag rollups cost;
 - ours, the per-series minute statement alone (``rollups.MINUTE_SQL``), without
   the per-name merge, to show what each part costs;
 - a plain ``percentile_cont`` GROUP BY per series and minute over the same rows
@@ -22,8 +27,11 @@ Then query latency through ``metrics_query`` (the API's selector) after the roll
 minutes and hours are copied forward in time to fill 30 days of hours and 24 hours
 of minutes: a 30-day query at 1 h step and a 24-hour query at 1 min step, for one
 series, for all 100 series of the name (no tag filter: the per-name rollups) and
-for the same 100 series picked by a tag they all carry (``env=bench``: their own
-rollups merged at query time), best and median of 5.
+for the same 100 series picked by a tag they all carry (``env=bench``, a
+configured key: the per-tag rollups), the same filter with ``env`` taken out of
+the configured keys (the 100 series' own rollups merged at query time, the path
+of any filter without per-tag rollups), and one series picked by its ``host``
+tag (not configured: that series' rollups), best and median of 5.
 """
 
 import argparse
@@ -41,6 +49,7 @@ from benchmarks.flags_common import django_setup, servers
 
 SERIES = 100
 QUERY_TURNS = 5
+W = 62  # the label column of the printed tables
 PER_SERIES_MINUTE = 100
 BASELINE_SQL = """
 SELECT series_id, date_trunc('minute', at, 'UTC'), count(*), sum(value), min(value),
@@ -53,6 +62,7 @@ FROM metrics_sample WHERE at >= %s AND at < %s GROUP BY 1, 2
 SERIES_ONLY = "ours: the per-series minute statement alone"
 MINUTES = "ours: minute rollups (sketch in SQL, upsert)"
 HOURS = "ours: hours merged from the minutes"
+UNTAGGED = " [no tag keys]"
 BASELINE = "plain SQL percentile_cont GROUP BY"
 # CPU seconds of the PostgreSQL backend serving this connection, per subject:
 # the machine's load stretches wall-clock times, it barely moves these.
@@ -93,7 +103,7 @@ def load(samples: int, start: datetime) -> datetime:
     return start + timedelta(minutes=-(-samples // per_minute))
 
 
-def ours(start: datetime, end: datetime) -> tuple[float, float, int]:
+def ours(start: datetime, end: datetime, label: str = "") -> tuple[float, float, int]:
     from django.db import connection
 
     from apps.metrics.models import Resolution
@@ -110,14 +120,26 @@ def ours(start: datetime, end: datetime) -> tuple[float, float, int]:
         )
     later = end + timedelta(days=1)
     started = time.perf_counter()
-    with backend_cpu(MINUTES):
+    with backend_cpu(MINUTES + label):
         minutes = rollup_due(
             resolution=Resolution.MINUTE, now=later, grace=timedelta(0), limit=100_000
         )
     rolled = time.perf_counter()
-    with backend_cpu(HOURS):
+    with backend_cpu(HOURS + label):
         rollup_due(resolution=Resolution.HOUR, now=later, grace=timedelta(0))
     return rolled - started, time.perf_counter() - rolled, minutes
+
+
+def ours_untagged(start: datetime, end: datetime) -> tuple[float, float]:
+    from django.conf import settings
+
+    keys = settings.OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS
+    settings.OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS = []
+    try:
+        minute_seconds, hour_seconds, _ = ours(start, end, UNTAGGED)
+    finally:
+        settings.OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS = keys
+    return minute_seconds, hour_seconds
 
 
 def ours_series_only(start: datetime, end: datetime) -> float:
@@ -178,7 +200,7 @@ FROM {table}, generate_series(1, %s) AS n WHERE resolution = %s
 
 def fill_forward(start: datetime, end: datetime) -> None:
     """Copy the rolled hours back over 30 days and the minutes over 24 hours,
-    per series and per name."""
+    per series, per name and per tag."""
     from django.db import connection
 
     hours = -(-(end - start) // timedelta(hours=1))
@@ -186,7 +208,7 @@ def fill_forward(start: datetime, end: datetime) -> None:
     with connection.cursor() as cursor:
         for table, owner in (
             ("metrics_rollup", "series_id"),
-            ("metrics_namerollup", "name"),
+            ("metrics_namerollup", "name, tag"),
         ):
             for resolution, size, span in (
                 ("hour", timedelta(hours=hours), timedelta(days=30)),
@@ -200,7 +222,12 @@ def fill_forward(start: datetime, end: datetime) -> None:
 
 
 def query_latencies(end: datetime) -> list[tuple[str, int, list[float]]]:
+    from django.conf import settings
+
     from apps.metrics.selectors import metrics_query
+
+    keys = settings.OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS
+    untagged = [key for key in keys if key != "env"]
 
     cases = [
         ("30 days at 1 h", timedelta(days=30), 3600),
@@ -208,11 +235,13 @@ def query_latencies(end: datetime) -> list[tuple[str, int, list[float]]]:
     ]
     results = []
     for label, span, step in cases:
-        for who, tags in (
-            ("1 series", {"host": "h1"}),
-            ("100 series", {}),
-            ("100 series, tag filter", {"env": "bench"}),
+        for who, tags, configured in (
+            ("1 series, host=h1 (key not configured)", {"host": "h1"}, keys),
+            ("100 series", {}, keys),
+            ("100 series, env=bench (per-tag rollups)", {"env": "bench"}, keys),
+            ("100 series, env=bench (env not configured)", {"env": "bench"}, untagged),
         ):
+            settings.OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS = configured
             timings, buckets = [], 0
             for _ in range(QUERY_TURNS):
                 started = time.perf_counter()
@@ -222,6 +251,7 @@ def query_latencies(end: datetime) -> list[tuple[str, int, list[float]]]:
                 timings.append(time.perf_counter() - started)
                 buckets = len(rows)
             results.append((f"{label}, {who}", buckets, timings))
+    settings.OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS = keys
     return results
 
 
@@ -241,14 +271,27 @@ def turns(
 
 def main(samples: int, repeat: int) -> None:
     django_setup()
+    from django.conf import settings
     from django.core.management import call_command
 
+    keys = settings.OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS
+    settings.OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS = [
+        *(key for key in keys if key not in ("env", "host")),
+        "env",
+    ]
+    print(f"tag keys: {', '.join(settings.OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS)}")
     call_command("migrate", verbosity=0)
     start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start -= timedelta(days=1)
     end = load(samples, start)
     hours: list[float] = []
+    untagged_hours: list[float] = []
     minutes = 0
+
+    def untagged_rollup() -> float:
+        minute_seconds, hour_seconds = ours_untagged(start, end)
+        untagged_hours.append(hour_seconds)
+        return minute_seconds
 
     def minute_rollup() -> float:
         nonlocal minutes
@@ -257,9 +300,10 @@ def main(samples: int, repeat: int) -> None:
         return minute_seconds
 
     subjects: dict[str, Callable[[], float]] = {
-        # First: it truncates the rollups, and the full run leaves them for the
-        # queries below.
+        # First: it truncates the rollups, and the full run (last of the three)
+        # leaves them for the queries below.
         SERIES_ONLY: lambda: ours_series_only(start, end),
+        MINUTES + UNTAGGED: untagged_rollup,
         MINUTES: minute_rollup,
         BASELINE: lambda: baseline(start, end)[0],
     }
@@ -269,27 +313,28 @@ def main(samples: int, repeat: int) -> None:
         )
     times = turns(subjects, repeat)
     times[HOURS] = hours
+    times[HOURS + UNTAGGED] = untagged_hours
     per_m = 1e6 / samples
     print(f"load average after the turns: {_load()}")
     print(f"{samples:,} raw samples, {baseline(start, end)[1]:,} series-minutes")
-    print(f"{'subject':44} {'best s':>7} {'median':>7} {'best per 1M':>11}")
+    print(f"{'subject':{W}} {'best s':>7} {'median':>7} {'best per 1M':>11}")
     for name, seconds in times.items():
         best, median = min(seconds), statistics.median(seconds)
-        print(f"{name:44} {best:7.2f} {median:7.2f} {best * per_m:11.2f}")
-    print(f"{'backend CPU s (PostgreSQL process)':44} {'best s':>7} {'median':>7}")
+        print(f"{name:{W}} {best:7.2f} {median:7.2f} {best * per_m:11.2f}")
+    print(f"{'backend CPU s (PostgreSQL process)':{W}} {'best s':>7} {'median':>7}")
     for name, seconds in CPU.items():
         best, median = min(seconds), statistics.median(seconds)
-        print(f"{name:44} {best:7.2f} {median:7.2f}")
+        print(f"{name:{W}} {best:7.2f} {median:7.2f}")
     if "Python ddsketch, fed per series-minute" not in subjects:
         print("ddsketch is not installed: its row is skipped")
     print(f"minute buckets rolled per turn: {minutes}; turns: {repeat}")
     fill_forward(start, end)
     print(
-        f"{'query (metrics_query)':44} {'buckets':>7} {'best ms':>8} {'median ms':>9}"
+        f"{'query (metrics_query)':{W}} {'buckets':>7} {'best ms':>8} {'median ms':>9}"
     )
     for label, buckets, timings in query_latencies(end):
         best, median = min(timings) * 1e3, statistics.median(timings) * 1e3
-        print(f"{label:44} {buckets:7} {best:8.1f} {median:9.1f}")
+        print(f"{label:{W}} {buckets:7} {best:8.1f} {median:9.1f}")
     print(f"load average at the end: {_load()}")
 
 
