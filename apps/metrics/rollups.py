@@ -181,6 +181,30 @@ MERGE_SQL = [
         ),
     ),
 ]
+# A key added to the setting: the per-tag rollups of the buckets already
+# rolled, merged from the series' rollups of the same resolution (hours from
+# series hours, not tag minutes: the same counts, and hours outlive minutes).
+TAGS_BACKFILL_SQL = _upsert(
+    "metrics_namerollup",
+    "name, tag",
+    _merge(
+        """
+        SELECT r.id, s.name AS owner, t.key || '=' || t.value AS tag,
+               r.bucket_start AS b, count, sum, min, max
+        FROM metrics_rollup r JOIN metrics_series s ON s.id = r.series_id,
+             jsonb_each_text(s.tags) AS t
+        WHERE t.key = ANY(%(tag_keys)s::text[]) AND r.resolution = %(resolution)s
+          AND r.bucket_start >= %(low)s AND r.bucket_start < %(high)s
+        """,
+        "metrics_rollup",
+        "owner, tag",
+    ),
+)
+BACKFILL_CHUNK = {
+    Resolution.MINUTE: timedelta(hours=6),
+    Resolution.HOUR: timedelta(days=7),
+    Resolution.DAY: timedelta(days=366),
+}
 MARK_SQL = (
     "INSERT INTO metrics_pendingrollup (resolution, bucket_start) "
     "SELECT %s, unnest(%s::timestamptz[]) ON CONFLICT DO NOTHING"
@@ -236,3 +260,27 @@ def _truncate(moment: datetime, resolution: Resolution) -> datetime:
     if resolution is Resolution.HOUR:
         return moment.replace(minute=0, second=0, microsecond=0)
     return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def tags_backfill(*, keys: list[str]) -> dict[str, int]:
+    """Write the per-tag rollups of ``keys`` for every bucket already rolled, per
+    series, at each resolution, in one transaction per chunk of time; the rows
+    written per resolution. Running it again rewrites the same rows."""
+    written = {}
+    for resolution, chunk in BACKFILL_CHUNK.items():
+        written[resolution.value] = 0
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT min(bucket_start), max(bucket_start) FROM metrics_rollup "
+                "WHERE resolution = %s",
+                [resolution.value],
+            )
+            low, last = cursor.fetchone()
+        while low is not None and low <= last:
+            params = {"resolution": resolution.value, "tag_keys": keys, "low": low}
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(WORK_MEM_SQL)
+                cursor.execute(TAGS_BACKFILL_SQL, {**params, "high": low + chunk})
+                written[resolution.value] += cursor.rowcount
+            low += chunk
+    return written

@@ -11,7 +11,7 @@ from apps.metrics import process
 from apps.metrics.models import NameRollup, Resolution, Rollup
 from apps.metrics.partitions import partitions_create, partitions_drop_before
 from apps.metrics.recording import checked_row
-from apps.metrics.rollups import rollup_due
+from apps.metrics.rollups import rollup_due, tags_backfill
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +61,22 @@ def rollups_run(*, now: datetime) -> dict[str, int]:
         resolution.value: rollup_due(resolution=resolution, now=now, grace=grace)
         for resolution in (Resolution.MINUTE, Resolution.HOUR, Resolution.DAY)
     }
+
+
+def rollups_backfill_tags(*, keys: Sequence[str] | None = None) -> dict[str, int]:
+    """Per-tag rollups of ``keys`` (default: every configured key) for the buckets
+    rolled before a key was configured; the rows written per resolution."""
+    configured = settings.OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS
+    chosen = list(configured if keys is None else keys)
+    if not chosen or not set(chosen) <= set(configured):
+        raise ValidationFailed(
+            {
+                "keys": [
+                    f"Must be among OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS: {configured}."
+                ]
+            }
+        )
+    return tags_backfill(keys=chosen)
 
 
 def retention_apply(*, now: datetime) -> RetentionResult:

@@ -91,3 +91,35 @@ def test_status__three_formats__parse_back_to_the_same_rows(db, tmp_path):
     rows = [[row for row in output if row["process"] == "cli:1"] for output in outputs]
     assert rows[0] == rows[1] == rows[2]
     assert (rows[0][0]["role"], rows[0][0]["buffered"]) == ("test", "1")
+
+
+def test_backfill_tags__configured_key__rows_per_resolution_and_tag_queryable(
+    db, settings
+):
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    hour -= timedelta(hours=3)
+    settings.OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS = []
+    SampleWriter(database=default_database).write(
+        [
+            sample("t.clitag", v, at=hour + timedelta(seconds=v), region="eu")
+            for v in (1, 2)
+        ]
+    )
+    rollup_due(
+        resolution=Resolution.MINUTE, now=hour + timedelta(hours=1), grace=timedelta(0)
+    )
+    settings.OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS = ["region"]
+    args = ["query", "t.clitag", "--from", hour.isoformat(), "--tags", "region:eu"]
+    assert parsed(run(*args, "--format", "json"), "json") == []
+
+    rows = parsed(run("backfill-tags", "--format", "json"), "json")
+
+    assert [row["resolution"] for row in rows] == ["minute", "hour", "day"]
+    assert int(rows[0]["rows"]) >= 1
+    assert [r["count"] for r in parsed(run(*args, "--format", "json"), "json")] == ["2"]
+
+
+def test_backfill_tags__key_not_configured__one_line_command_error(db, settings):
+    settings.OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS = ["env"]
+    with pytest.raises(CommandError, match="OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS"):
+        run("backfill-tags", "--keys", "host")

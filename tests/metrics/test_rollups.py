@@ -12,6 +12,7 @@ from django.db.migrations.executor import MigrationExecutor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from apps.core.exceptions import ValidationFailed
 from apps.metrics.db import default_database
 from apps.metrics.models import (
     NameRollup,
@@ -22,7 +23,7 @@ from apps.metrics.models import (
 )
 from apps.metrics.partitions import partition_name, partitions_create, partitions_list
 from apps.metrics.rollups import rollup_due
-from apps.metrics.services import retention_apply
+from apps.metrics.services import retention_apply, rollups_backfill_tags
 from apps.metrics.sketch import CODE_OFFSET, RELATIVE_ACCURACY, code_quantiles
 from apps.metrics.storage import SampleWriter
 from tests.metrics.conftest import sample
@@ -436,3 +437,37 @@ def test_retention__tag_rollups_past_their_days__deleted_with_the_names(settings
     assert sorted(
         NameRollup.objects.filter(name="t.tagret").values_list("tag", "bucket_start")
     ) == [("", now - timedelta(days=29)), ("env=prod", now - timedelta(days=29))]
+
+
+def test_tags_backfill__key_configured_after_rolling__past_buckets_merged(settings):
+    # Given buckets rolled while no tag key was configured
+    settings.OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS = []
+    write_tagged("t.tagfill")
+    roll_all(now=HOUR + timedelta(days=2))
+    assert len(tag_rows("t.tagfill", "", "hour")) == 2
+    assert not NameRollup.objects.filter(name="t.tagfill").exclude(tag="").exists()
+
+    # When env is configured and the past backfilled (twice: same rows)
+    settings.OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS = ["env", "host"]
+    rollups_backfill_tags(keys=["env"])
+    written = rollups_backfill_tags(keys=["env"])
+
+    # Then each env value's rollups are its series merged, at every resolution
+    assert written["minute"] >= 8
+    assert written["day"] >= 2
+    for resolution in ("minute", "hour", "day"):
+        for env in ("prod", "dev"):
+            want = series_merged("t.tagfill", resolution, env=env)
+            assert same_rows(tag_rows("t.tagfill", f"env={env}", resolution), want)
+    tags = set(
+        NameRollup.objects.filter(name="t.tagfill").values_list("tag", flat=True)
+    )
+    assert tags == {"", "env=prod", "env=dev"}
+
+
+@pytest.mark.parametrize("keys", [["region"], []])
+def test_tags_backfill__keys_not_configured__refused(settings, keys):
+    settings.OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS = ["env"]
+    with pytest.raises(ValidationFailed) as raised:
+        rollups_backfill_tags(keys=keys)
+    assert "keys" in raised.value.extra["fields"]

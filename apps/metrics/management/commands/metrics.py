@@ -1,4 +1,5 @@
-"""``manage.py metrics query NAME --from --to --step [--tags]`` and ``metrics status``."""
+"""``manage.py metrics query NAME --from --to --step [--tags]``, ``metrics status``
+and ``metrics backfill-tags [--keys k,k]``."""
 
 from datetime import UTC, datetime
 from typing import Any
@@ -11,6 +12,7 @@ from apps.core.exceptions import OpsError
 from apps.metrics.heartbeat import ProcessReport, fleet_reports
 from apps.metrics.selectors import Bucket, metrics_query
 from apps.metrics.series import tags_parse
+from apps.metrics.services import rollups_backfill_tags
 
 QUERY_COLUMNS = ["start", "count", "sum", "min", "max", "avg", "p50", "p95", "p99"]
 STATUS_COLUMNS = [
@@ -25,11 +27,15 @@ STATUS_COLUMNS = [
     "dropped",
     "database_away",
 ]
+BACKFILL_COLUMNS = ["resolution", "rows"]
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class Command(BaseCommand):
-    help = "Query metric rollups, or show every process's persister."
+    help = (
+        "Query metric rollups, show every process's persister, or write the per-tag "
+        "rollups of a newly configured tag key for the buckets already rolled."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         sub = parser.add_subparsers(dest="action", required=True)
@@ -41,11 +47,20 @@ class Command(BaseCommand):
         query.add_argument("--tags", default="", help="k:v,k:v")
         add_format_argument(query)
         add_format_argument(sub.add_parser("status", help="Buffer, spill, drops."))
+        backfill = sub.add_parser(
+            "backfill-tags", help="Per-tag rollups of past buckets."
+        )
+        backfill.add_argument(
+            "--keys", default="", help="k,k (default: every configured key)"
+        )
+        add_format_argument(backfill)
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             if options["action"] == "query":
                 rows, columns = self._query(**options), QUERY_COLUMNS
+            elif options["action"] == "backfill-tags":
+                rows, columns = _backfill(options["keys"]), BACKFILL_COLUMNS
             else:
                 rows, columns = (
                     [_status_row(r) for r in fleet_reports()],
@@ -76,6 +91,12 @@ class Command(BaseCommand):
             step=step,
         )
         return [_bucket_row(bucket) for bucket in buckets]
+
+
+def _backfill(keys: str) -> list[dict[str, str]]:
+    chosen = [key.strip() for key in keys.split(",") if key.strip()] or None
+    written = rollups_backfill_tags(keys=chosen)
+    return [{"resolution": r, "rows": str(n)} for r, n in written.items()]
 
 
 def _bucket_row(bucket: Bucket) -> dict[str, str]:
