@@ -471,3 +471,27 @@ def test_tags_backfill__keys_not_configured__refused(settings, keys):
     with pytest.raises(ValidationFailed) as raised:
         rollups_backfill_tags(keys=keys)
     assert "keys" in raised.value.extra["fields"]
+
+
+BEFORE_TAGS = ("metrics", "0004_series_name_tags")
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_migration_0005__reversed_with_tag_rows__whole_name_rows_kept():
+    # Given a name's rollup and one of its tags' for one bucket
+    for tag, count in (("", 3), ("env=prod", 2)):
+        NameRollup.objects.create(
+            resolution="minute", name="t.mig5", tag=tag, bucket_start=HOUR,
+            count=count, sum=1.0, min=1.0, max=1.0, sketch_keys=[0],
+            sketch_counts=[count],
+        )  # fmt: skip
+    try:
+        # When 0005 is reversed
+        old = _migrate(BEFORE_TAGS).get_model("metrics", "NameRollup")
+        kept = list(old.objects.filter(name="t.mig5").values_list("count", flat=True))
+    finally:
+        MigrationExecutor(connection).migrate(
+            MigrationExecutor(connection).loader.graph.leaf_nodes()
+        )
+    # Then only the whole name's row is left
+    assert kept == [3]

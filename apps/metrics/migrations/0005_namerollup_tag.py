@@ -17,6 +17,10 @@ class Migration(migrations.Migration):
             name="tag",
             field=models.CharField(blank=True, db_default="", max_length=265),
         ),
+        migrations.RunSQL(
+            sql=migrations.RunSQL.noop,
+            reverse_sql="DELETE FROM metrics_namerollup WHERE tag <> ''",
+        ),
         migrations.AddConstraint(
             model_name="namerollup",
             constraint=models.UniqueConstraint(
