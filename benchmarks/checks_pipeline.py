@@ -21,7 +21,12 @@ Subjects, one after the other on the same target:
    time in a worker child (registered in PostgreSQL and Redis by the breakers'
    flusher thread); later passes find more of them made in both children;
 3. schedule: due times spread over the 30 s interval, run for ``--seconds``;
-   checks/s, the lag from due time to start and worker CPU.
+   checks/s, the lag from due time to start and worker CPU;
+4. database floor: the least PostgreSQL work any pipeline that keeps a result row
+   and a state per check must do, as bare SQL per batch of 100 (claim, insert the
+   results, update the states, release; ``FLOOR_SQL``), in its backend's CPU per
+   check, printed beside what the 0.7-of-raw target leaves for everything a check
+   adds to a bare request: (1 / 0.7 - 1) x the raw loop's CPU per request.
 
 Lag: a benchmark-only trigger (in the scratch database) logs each claim with the
 due time it consumed (``next_check_at`` before the claim moved it) and the claim's
@@ -391,6 +396,48 @@ def schedule(ids: list[int], worker: Proc, target: str, seconds: float) -> Sched
 
 
 # --- report -------------------------------------------------------------------------
+# The least PostgreSQL work a check through any such pipeline needs, in bare SQL
+# per batch: claim the batch (next run, claim token), insert the results, update
+# the states, release the claim. No locking read, transition, metric or Celery.
+FLOOR_SQL = [
+    "UPDATE components_component SET next_check_at = now() + interval '30 s',"
+    " claimed_until = now() + interval '1 min', claim_token = %(token)s"
+    " WHERE id = ANY(%(ids)s)",
+    "INSERT INTO components_healthresult (status, latency_ms, message, details,"
+    " checked_at, in_maintenance, trace_id, component_id)"
+    " SELECT 'healthy', 1.5, 'HTTP 200', '{\"status_code\": 200}', now(), false,"
+    " '', unnest(%(ids)s::bigint[])",
+    "UPDATE components_componentstate SET consecutive_successes ="
+    " consecutive_successes + 1, last_latency_ms = 1.5, last_checked_at = now()"
+    " WHERE component_id = ANY(%(ids)s)",
+    "UPDATE components_component SET claimed_until = NULL, claim_token = NULL"
+    " WHERE id = ANY(%(ids)s)",
+]
+FLOOR_BATCH = 100  # components_dispatch_due's batch size
+
+
+def database_floor(ids: list[int], turns: int = 3) -> float:
+    """Best of ``turns``: CPU microseconds of the PostgreSQL backend per check
+    for FLOOR_SQL over every component, a batch per transaction."""
+    import uuid
+
+    from django.db import connection, transaction
+
+    quiesce()
+    backend = psutil.Process(sql("SELECT pg_backend_pid()")[0][0])
+    best = float("inf")
+    for _ in range(turns):
+        before = sum(backend.cpu_times()[:2])
+        for low in range(0, len(ids), FLOOR_BATCH):
+            params = {"ids": ids[low : low + FLOOR_BATCH], "token": uuid.uuid4()}
+            with transaction.atomic(), connection.cursor() as cursor:
+                for statement in FLOOR_SQL:
+                    cursor.execute(statement, params)
+        best = min(best, sum(backend.cpu_times()[:2]) - before)
+    park()
+    return best / len(ids) * 1e6
+
+
 def _row(subject: str, rate: float, raw: float, worker: float, machine: float) -> str:
     return (
         f"{subject:40}{rate:>9.0f}{rate / raw:>7.2f}{worker:>10.0f} %{machine:>10.0f} %"
@@ -398,7 +445,11 @@ def _row(subject: str, rate: float, raw: float, worker: float, machine: float) -
 
 
 def report(
-    args: argparse.Namespace, raw: RawFigures, passes: list[Backlog], sched: Schedule
+    args: argparse.Namespace,
+    raw: RawFigures,
+    passes: list[Backlog],
+    sched: Schedule,
+    floor: float,
 ) -> None:
     tick = "celery beat (project schedule)" if args.tick == "beat" else "loop thread"
     n = args.components
@@ -438,6 +489,15 @@ def report(
             f"{split.target:>8.0f}{split.total:>8.0f}{ceiling:>11.0f}"
             f"{ceiling / raw_ceiling:>7.2f}"
         )
+    budget = (1 / 0.7 - 1) * raw.cpu_per_request.total
+    print(
+        f"PostgreSQL floor per check (bare SQL: claim, result insert, state update,"
+        f" release; batches of {FLOOR_BATCH}): {floor:.0f} us of its backend's CPU"
+    )
+    print(
+        f"budget for 0.7 x raw: all a check may add to a bare request's"
+        f" {raw.cpu_per_request.total:.0f} us is {budget:.0f} us"
+    )
     print()
     print(
         f"raw loop: p50 {raw.p50_ms:.1f} ms, p99 {raw.p99_ms:.1f} ms,"
@@ -502,8 +562,9 @@ def main() -> None:
             )
             print(f"backlog {k + 1}: {passes[-1].rate_sustained:.0f} /s", flush=True)
         sched = schedule(ids, worker, target, args.seconds)
+        floor = database_floor(ids)
         print()
-        report(args, raw, passes, sched)
+        report(args, raw, passes, sched, floor)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ the value), which is how container secrets arrive.
 """
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -68,6 +69,39 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if value is None:
         return default
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+_PATTERN = re.compile(r"^[a-zA-Z0-9_.:*?]+$")
+
+
+def env_rules(
+    name: str, default: str, *, keys: tuple[str, ...]
+) -> list[tuple[str, dict[str, int]]]:
+    """Rules ``pattern=key:number,key:number`` separated by ``;``, in order, e.g.
+    ``component.check.*=minute:2,hour:35``: a glob over metric names (``*``,
+    ``?``), then positive whole numbers for some of ``keys``. An empty value
+    means no rules."""
+    value = _raw(name)
+    text = default if value is None else value
+    rules = []
+    for rule in filter(None, (part.strip() for part in text.split(";"))):
+        pattern, _, values = (piece.strip() for piece in rule.partition("="))
+        if not _PATTERN.match(pattern) or not values:
+            raise ImproperlyConfigured(
+                f"{name}: {rule!r} is not pattern=key:number,... (pattern: letters,"
+                " digits, _ . : and the wildcards * ?)"
+            )
+        numbers: dict[str, int] = {}
+        for item in values.split(","):
+            key, _, number = (piece.strip() for piece in item.partition(":"))
+            if key not in keys or not number.isdigit() or int(number) < 1:
+                raise ImproperlyConfigured(
+                    f"{name}: {item.strip()!r} in {pattern!r} is not key:number"
+                    f" with a key among {', '.join(keys)} and a number >= 1"
+                )
+            numbers[key] = int(number)
+        rules.append((pattern, numbers))
+    return rules
 
 
 def env_url(name: str, *, schemes: tuple[str, ...]) -> str | None:

@@ -47,6 +47,15 @@ def wait_until(
     )
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a zombie not reaped yet counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def database_url_for_tests() -> str:
     """A URL for the database pytest-django created (call after django_db_setup)."""
     params = connection.settings_dict

@@ -2,7 +2,7 @@
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -15,6 +15,7 @@ from apps.core.exceptions import ValidationFailed
 from apps.metrics.buffer import PG_EPOCH
 from apps.metrics.dbmonitor import QueryNote, db_key
 from apps.metrics.models import Resolution
+from apps.metrics.retention import retention_days
 from apps.metrics.rollups import SIZE
 from apps.metrics.series import series_hash, tags_tuple
 from apps.metrics.sketch import code_quantiles, quantile
@@ -255,8 +256,9 @@ def metrics_summaries(
 
     A window covers its whole minutes from ``start`` rounded up to the minute up
     to the last rolled minute before ``end`` (rollups close a minute a few seconds
-    after it ends and run every 15 s). One that starts before the minute rollups'
-    retention starts at the next whole hour instead.
+    after it ends and run every 15 s). One that starts before the name's minute
+    rollups' retention starts at the next whole hour instead (before its hours',
+    at the next whole day).
     """
     with connection.cursor() as cursor:
         cursor.execute(
@@ -270,7 +272,11 @@ def metrics_summaries(
         pending: dict[Resolution, list[datetime]] = {}
         for resolution, at in cursor.fetchall():
             pending.setdefault(Resolution(resolution), []).append(at)
-        params = _ranges_params(found[0], windows, pending)
+        kept = {
+            resolution: timedelta(days=retention_days(name=name, resolution=resolution))
+            for resolution in (MINUTE, HOUR)
+        }
+        params = _ranges_params(found[0], windows, pending, kept)
         cursor.execute(SUMMARY_SQL, params)
         figures = {row[0]: row[1:] for row in cursor.fetchall()}
         sketches = _sketch_merged(cursor, params) if percentiles else {}
@@ -326,11 +332,12 @@ def _ranges_params(
     series: int,
     windows: Sequence[tuple[datetime, datetime]],
     pending: dict[Resolution, list[datetime]],
+    kept: Mapping[Resolution, timedelta],
 ) -> dict[str, Any]:
     rows = [
         (index, *piece)
         for index, (start, end) in enumerate(windows)
-        for piece in window_ranges(start=start, end=end, pending=pending)
+        for piece in window_ranges(start=start, end=end, pending=pending, kept=kept)
     ]
     return {
         "series": series,
@@ -342,16 +349,23 @@ def _ranges_params(
 
 
 def window_ranges(
-    *, start: datetime, end: datetime, pending: dict[Resolution, list[datetime]]
+    *,
+    start: datetime,
+    end: datetime,
+    pending: dict[Resolution, list[datetime]],
+    kept: Mapping[Resolution, timedelta],
 ) -> list[Range]:
     """The rollup ranges that tile [start, end): minutes, hours, days, hours,
     minutes (empty ones left out). Hours (days) stop at the first one still
-    ``pending`` (ascending) in the window: finer rollups cover from there."""
+    ``pending`` (ascending) in the window: finer rollups cover from there. A
+    window starting before the minutes ``kept`` starts at the next whole hour,
+    before the hours kept at the next whole day."""
     minute, hour, day = (SIZE[r] for r in (MINUTE, HOUR, DAY))
     m0, m1 = _ceil(start, minute), _floor(end, minute)
-    retention = timedelta(days=settings.OPSCONSOLE_METRICS_MINUTE_RETENTION_DAYS)
-    if m0 < end - retention:
+    if m0 < end - kept[MINUTE]:
         m0 = _ceil(m0, hour)
+    if m0 < end - kept[HOUR]:
+        m0 = _ceil(m0, day)
     h0 = _ceil(m0, hour)
     h1 = max(h0, _first_pending(pending, HOUR, h0, _floor(m1, hour)))
     d0 = _ceil(h0, day)

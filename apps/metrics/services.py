@@ -8,9 +8,10 @@ from django.conf import settings
 
 from apps.core.exceptions import DependencyUnavailable, ValidationFailed
 from apps.metrics import process
-from apps.metrics.models import NameRollup, Resolution, Rollup
+from apps.metrics.models import Resolution
 from apps.metrics.partitions import partitions_create, partitions_drop_before
 from apps.metrics.recording import checked_row
+from apps.metrics.retention import rollups_expire
 from apps.metrics.rollups import rollup_due, tags_backfill
 
 
@@ -83,41 +84,10 @@ def retention_apply(*, now: datetime) -> RetentionResult:
     """Drop raw day partitions past retention, delete rollups past theirs."""
     raw_days = settings.OPSCONSOLE_METRICS_RAW_RETENTION_DAYS
     dropped = partitions_drop_before(day=(now - timedelta(days=raw_days)).date())
-    deleted = {
-        resolution.value: _rollups_delete(
-            resolution=resolution, before=now - timedelta(days=days)
-        )
-        for resolution, days in _rollup_retention().items()
-    }
+    deleted = rollups_expire(now=now)
     return RetentionResult(partitions_dropped=tuple(dropped), rollups_deleted=deleted)
 
 
 def partitions_prepare(*, today: date, days_ahead: int = 3) -> None:
     """Create the raw partitions of today and the next ``days_ahead`` days."""
     partitions_create(days=[today + timedelta(days=n) for n in range(days_ahead + 1)])
-
-
-def _rollup_retention() -> dict[Resolution, int]:
-    return {
-        Resolution.MINUTE: settings.OPSCONSOLE_METRICS_MINUTE_RETENTION_DAYS,
-        Resolution.HOUR: settings.OPSCONSOLE_METRICS_HOUR_RETENTION_DAYS,
-        Resolution.DAY: settings.OPSCONSOLE_METRICS_DAY_RETENTION_DAYS,
-    }
-
-
-def _rollups_delete(
-    *, resolution: Resolution, before: datetime, batch: int = 10_000
-) -> int:
-    # In bounded batches: each is a short transaction that holds few locks.
-    deleted = 0
-    for model in (Rollup, NameRollup):
-        while True:
-            ids = list(
-                model.objects.filter(
-                    resolution=resolution, bucket_start__lt=before
-                ).values_list("id", flat=True)[:batch]
-            )
-            if not ids:
-                break
-            deleted += model.objects.filter(id__in=ids).delete()[0]
-    return deleted

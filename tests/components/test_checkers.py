@@ -11,6 +11,7 @@ from apps.components import checker
 from apps.components.checkers.base import CheckOutcome
 from apps.components.checkers.runner import CheckJob, run_job
 from opsconsole.embedded import free_port
+from tests.procs import pid_alive
 
 
 async def _run(kind: str, config: dict, *, timeout: float = 3.0, retries: int = 0):
@@ -142,10 +143,15 @@ async def test_command__shell_syntax__not_interpreted():
     assert outcome.details["output"].strip() == "$HOME;x"
 
 
-async def test_command__runs_too_long__killed_unhealthy():
-    outcome = await _run("command", {"argv": ["/bin/sleep", "5"]}, timeout=0.3)
+async def test_command__runs_too_long__killed_unhealthy(tmp_path):
+    pid_file = tmp_path / "pid"
+    argv = ["/bin/sh", "-c", f"echo $$ > {pid_file}; exec sleep 30"]
+
+    outcome = await _run("command", {"argv": argv}, timeout=0.3)
+
     assert outcome.status == "unhealthy"
     assert "timed out" in outcome.message
+    assert not pid_alive(int(pid_file.read_text()))
 
 
 async def test_celery_workers__none_on_queue__unhealthy():

@@ -52,6 +52,18 @@ def test_check_deploy__production_settings__no_issues():
             "OPSCONSOLE_DB_POOL_MAX='lots' is not an integer",
         ),
         ({"OPSCONSOLE_LOG_FORMAT": "xml"}, "must be console or json"),
+        (
+            {"OPSCONSOLE_METRICS_RETENTION_RULES": "app.*=minute:0"},
+            "OPSCONSOLE_METRICS_RETENTION_RULES: 'minute:0' in 'app.*' is not",
+        ),
+        (
+            {"OPSCONSOLE_METRICS_RETENTION_RULES": "app.*=week:3"},
+            "'week:3' in 'app.*' is not key:number with a key among minute, hour, day",
+        ),
+        (
+            {"OPSCONSOLE_METRICS_RETENTION_RULES": "app x=minute:3"},
+            "OPSCONSOLE_METRICS_RETENTION_RULES: 'app x=minute:3' is not pattern=",
+        ),
     ],
 )
 def test_settings__bad_value__one_line_startup_error(override, message):
@@ -68,3 +80,23 @@ def test_settings__secret_from_file__used(tmp_path):
     env = {**PRODUCTION, "DJANGO_SECRET_KEY": "", "DJANGO_SECRET_KEY_FILE": str(secret)}
     result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
     assert result.returncode == 0, result.stderr
+
+
+def test_env_rules__in_order_blank_rules_dropped(monkeypatch):
+    from opsconsole.env import env_rules
+
+    text = " component.check.*=minute:2, hour:35 ;; breaker.calls=minute:3 ;"
+    monkeypatch.setenv("RULES", text)
+    assert env_rules("RULES", "", keys=("minute", "hour")) == [
+        ("component.check.*", {"minute": 2, "hour": 35}),
+        ("breaker.calls", {"minute": 3}),
+    ]
+
+
+def test_env_rules__unset_default_empty_none(monkeypatch):
+    from opsconsole.env import env_rules
+
+    monkeypatch.delenv("RULES", raising=False)
+    assert env_rules("RULES", "a.*=hour:4", keys=("hour",)) == [("a.*", {"hour": 4})]
+    monkeypatch.setenv("RULES", "")
+    assert env_rules("RULES", "a.*=hour:4", keys=("hour",)) == []

@@ -12,6 +12,7 @@ from apps.healing.actions import HealContext, action_run
 from apps.healing.actions.base import OUTPUT_LIMIT
 from tests.components.helpers import make_component
 from tests.healing.helpers import SECRET, make_policy, receiver
+from tests.procs import pid_alive
 
 CTX = HealContext(slug="api", attempt=2, reason="down", trace_id="ab" * 16, timeout=5)
 
@@ -78,11 +79,13 @@ def test_command__allowed_argv__runs_output_captured_and_truncated(settings):
     assert len(result.output) <= OUTPUT_LIMIT + 1
 
 
-def test_command__slower_than_timeout__failed_timed_out(settings):
-    argv = [sys.executable, "-c", "import time; time.sleep(30)"]
+def test_command__slower_than_timeout__failed_timed_out_and_killed(settings, tmp_path):
+    pid_file = tmp_path / "pid"
+    argv = ["/bin/sh", "-c", f"echo $$ > {pid_file}; exec sleep 30"]
     settings.OPSCONSOLE_HEALING_COMMANDS = [argv]
     ctx = HealContext(slug="api", attempt=1, reason="", trace_id="", timeout=0.5)
 
     result = action_run("command", {"argv": argv}, ctx)
 
     assert (result.ok, result.output) == (False, "timed out after 0.5 s")
+    assert not pid_alive(int(pid_file.read_text()))

@@ -35,6 +35,8 @@ from tests.procs import wait_until
 MINUTE, HOUR, DAY = Resolution.MINUTE, Resolution.HOUR, Resolution.DAY
 # Not on a minute: the window's edges must be rounded.
 NOW = datetime(2026, 11, 29, 19, 21, 37, 500_000, tzinfo=UTC)
+# The default retention of minute and hour rollups.
+KEPT = {MINUTE: timedelta(days=30), HOUR: timedelta(days=400)}
 
 
 def _floor(moment: datetime, size: timedelta) -> datetime:
@@ -61,7 +63,9 @@ def _assert_tiles(pieces, low: datetime, high: datetime) -> None:
 
 
 def test_window_ranges__a_day__minutes_hours_minutes_tile_whole_minutes():
-    pieces = window_ranges(start=NOW - timedelta(days=1), end=NOW, pending={})
+    pieces = window_ranges(
+        start=NOW - timedelta(days=1), end=NOW, pending={}, kept=KEPT
+    )
     assert [res for res, _, _ in pieces] == [MINUTE, HOUR, MINUTE]
     first = _ceil(NOW - timedelta(days=1), SIZE[MINUTE])
     _assert_tiles(pieces, first, _floor(NOW, SIZE[MINUTE]))
@@ -69,7 +73,9 @@ def test_window_ranges__a_day__minutes_hours_minutes_tile_whole_minutes():
 
 
 def test_window_ranges__a_year__days_in_the_middle_starts_on_the_hour():
-    pieces = window_ranges(start=NOW - timedelta(days=365), end=NOW, pending={})
+    pieces = window_ranges(
+        start=NOW - timedelta(days=365), end=NOW, pending={}, kept=KEPT
+    )
     # Its first minutes are past the minute rollups' retention: it starts at the
     # next whole hour.
     assert [res for res, _, _ in pieces] == [HOUR, DAY, HOUR, MINUTE]
@@ -78,11 +84,37 @@ def test_window_ranges__a_year__days_in_the_middle_starts_on_the_hour():
     assert _buckets(pieces) == 4 + 364 + 19 + 21
 
 
+def test_window_ranges__a_year_past_the_hours_kept__starts_on_the_next_day():
+    kept = {MINUTE: timedelta(days=2), HOUR: timedelta(days=35)}
+    pieces = window_ranges(
+        start=NOW - timedelta(days=365), end=NOW, pending={}, kept=kept
+    )
+    # Its first hours are past the name's hour rollups' retention too: it starts
+    # at the next whole day, in days.
+    assert [res for res, _, _ in pieces] == [DAY, HOUR, MINUTE]
+    first = _ceil(NOW - timedelta(days=365), SIZE[DAY])
+    _assert_tiles(pieces, first, _floor(NOW, SIZE[MINUTE]))
+    assert _buckets(pieces) == 364 + 19 + 21
+
+
+def test_window_ranges__a_week_past_the_minutes_kept__starts_on_the_hour():
+    kept = {MINUTE: timedelta(days=2), HOUR: timedelta(days=35)}
+    pieces = window_ranges(
+        start=NOW - timedelta(days=7), end=NOW, pending={}, kept=kept
+    )
+    assert pieces[0][0] != MINUTE
+    _assert_tiles(
+        pieces, _ceil(NOW - timedelta(days=7), SIZE[HOUR]), _floor(NOW, SIZE[MINUTE])
+    )
+
+
 def test_window_ranges__hour_and_day_pending__finer_rollups_cover_from_there():
     hour = _floor(NOW, SIZE[HOUR]) - timedelta(hours=1)
     day = _floor(NOW, SIZE[DAY]) - timedelta(days=1)
     pending = {HOUR: [hour - timedelta(days=40), hour], DAY: [day]}
-    pieces = window_ranges(start=NOW - timedelta(days=7), end=NOW, pending=pending)
+    pieces = window_ranges(
+        start=NOW - timedelta(days=7), end=NOW, pending=pending, kept=KEPT
+    )
     assert pieces[-1] == (MINUTE, hour, _floor(NOW, SIZE[MINUTE]))
     assert pieces[-2] == (HOUR, day, hour)
     assert pieces[-3][0] == DAY

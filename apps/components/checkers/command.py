@@ -1,8 +1,5 @@
 """Command: run an argv list (never through a shell) and judge its exit code."""
 
-import asyncio
-import contextlib
-
 from pydantic import Field
 
 from apps.components.checkers.base import (
@@ -13,6 +10,7 @@ from apps.components.checkers.base import (
     CheckOutcome,
     Stopwatch,
 )
+from apps.core.processes import argv_run
 
 _OUTPUT_LIMIT = 2000
 
@@ -24,20 +22,7 @@ class Config(CheckConfig):
 
 async def check(config: Config, timeout: float) -> CheckOutcome:
     watch = Stopwatch()
-    process = await asyncio.create_subprocess_exec(
-        *config.argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(), timeout)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
-        raise
-    code = process.returncode
+    code, output = await argv_run(config.argv, timeout)
     details = {
         "exit_code": code,
         "output": output.decode(errors="replace")[-_OUTPUT_LIMIT:],

@@ -1,11 +1,9 @@
 """Command: an allow-listed argv (OPSCONSOLE_HEALING_COMMANDS), never a shell."""
 
-import asyncio
-import contextlib
-
 from django.conf import settings
 from pydantic import Field, field_validator
 
+from apps.core.processes import argv_run
 from apps.healing.actions.base import (
     ActionConfig,
     ActionKind,
@@ -34,21 +32,8 @@ class Config(ActionConfig):
 
 
 async def run(config: Config, ctx: HealContext) -> ActionResult:
-    process = await asyncio.create_subprocess_exec(
-        *config.argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(), ctx.timeout)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-        await process.wait()
-        raise
+    code, output = await argv_run(config.argv, ctx.timeout)
     text = output.decode(errors="replace")
-    code = process.returncode
     return ActionResult(
         code in config.expected_exit_codes, excerpt(f"exit {code}\n{text}")
     )
