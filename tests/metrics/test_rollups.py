@@ -423,20 +423,30 @@ def test_tag_rollup__key_taken_out_before_the_hour__no_hour_for_its_tags(setting
     assert len(tag_rows("t.tagout", "", "hour")) == 2
 
 
-def test_retention__tag_rollups_past_their_days__deleted_with_the_names(settings):
+@pytest.mark.parametrize(("name", "kept_days"), [("t.tagret", 29), ("t.tagrule", 1)])
+def test_retention__tag_rollups_past_their_days__deleted_with_the_names(
+    settings, name, kept_days
+):
+    # t.tagrule keeps minutes 2 days by a per-name rule, t.tagret the default 30.
     settings.OPSCONSOLE_METRICS_MINUTE_RETENTION_DAYS = 30
+    settings.OPSCONSOLE_METRICS_RETENTION_RULES = [("t.tagrule", {"minute": 2})]
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     for tag in ("", "env=prod"):
-        for age in (31, 29):
+        for age in (31, 29, 3, 1):
             NameRollup.objects.create(
-                resolution="minute", name="t.tagret", tag=tag,
+                resolution="minute", name=name, tag=tag,
                 bucket_start=now - timedelta(days=age), count=1, sum=1.0, min=1.0,
                 max=1.0, sketch_keys=[0], sketch_counts=[1],
             )  # fmt: skip
     retention_apply(now=now)
-    assert sorted(
-        NameRollup.objects.filter(name="t.tagret").values_list("tag", "bucket_start")
-    ) == [("", now - timedelta(days=29)), ("env=prod", now - timedelta(days=29))]
+    kept = sorted(
+        (tag, (now - start).days)
+        for tag, start in NameRollup.objects.filter(name=name).values_list(
+            "tag", "bucket_start"
+        )
+    )
+    ages = [age for age in (29, 3, 1) if age <= kept_days]
+    assert kept == [(tag, age) for tag in ("", "env=prod") for age in sorted(ages)]
 
 
 def test_tags_backfill__key_configured_after_rolling__past_buckets_merged(settings):
