@@ -84,6 +84,13 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
         "schedule": 15.0,
         "options": {"expires": 30},
     },
+    # The admin and API lists' "uptime 24 h", kept on each state row from the hour
+    # rollups: a rolled hour (or a late sample's re-roll) shows within a minute.
+    "components.uptimes_refresh": {
+        "task": "components.uptimes_refresh",
+        "schedule": 60.0,
+        "options": {"expires": 60},
+    },
     # Create raw day partitions a few days ahead (writers also create on demand).
     "metrics.partitions_prepare": {
         "task": "metrics.partitions_prepare",

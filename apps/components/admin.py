@@ -8,11 +8,11 @@ at a time, and report what they skipped.
 
 import json
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import Func, QuerySet
+from django.db.models import F, Func, OrderBy, QuerySet
 from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -47,6 +47,7 @@ from apps.components.services import (
     maintenance_end,
     maintenance_window_create,
 )
+from apps.components.services.uptime import UPTIME_WINDOW
 from apps.components.stats import component_stats
 from apps.core.admin_actions import action_with_reason
 from apps.core.exceptions import OpsError
@@ -61,6 +62,31 @@ STATE_COLORS = {
     "impacted": "#8e24aa",
     "unknown": "#757575",
 }
+
+
+# The uptime cell of a component with no figure (no state row, no refresh yet, no
+# hour rollups in its window).
+UPTIME_NONE = "\u2014"
+
+
+def uptime_window_text(until: datetime) -> str:
+    """What a kept uptime covers, for the cell's tooltip."""
+    until = until.astimezone(UTC)
+    start = until - UPTIME_WINDOW
+    return (
+        f"Checks not unhealthy from {start:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M}"
+        " UTC (24 whole hours, from hour rollups; refreshed every minute)."
+    )
+
+
+class NullsLast(F):
+    """An admin column's ordering that keeps None last whichever way it sorts."""
+
+    def asc(self, **kwargs: Any) -> OrderBy:
+        return OrderBy(self, nulls_last=True)
+
+    def desc(self, **kwargs: Any) -> OrderBy:
+        return OrderBy(self, descending=True, nulls_last=True)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -219,7 +245,7 @@ class ComponentAdmin(admin.ModelAdmin):
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Component]:
-        return component_list(now=timezone.now())
+        return component_list()
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         fields = [*ComponentForm.Meta.fields, "notification_channels"]
@@ -298,10 +324,15 @@ class ComponentAdmin(admin.ModelAdmin):
         latency = obj.state.last_latency_ms
         return "-" if latency is None else f"{latency:.1f}"
 
-    @admin.display(description="uptime 24 h", ordering="uptime_pct")
-    def uptime_24h(self, obj: Component) -> str:
+    @admin.display(description="uptime 24 h", ordering=NullsLast("uptime_pct"))
+    def uptime_24h(self, obj: Component) -> SafeString | str:
         pct = getattr(obj, "uptime_pct", None)
-        return "-" if pct is None else f"{pct:.2f} %"
+        until = getattr(obj, "uptime_until", None)
+        if pct is None or until is None:
+            return UPTIME_NONE
+        return format_html(
+            '<span title="{}">{} %</span>', uptime_window_text(until), f"{pct:.2f}"
+        )
 
     @admin.display(description="config (secrets masked)")
     def config_public(self, obj: Component) -> SafeString:

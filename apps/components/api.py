@@ -73,7 +73,7 @@ def _listed(slug: str) -> Component:
 
 
 def _with_uptime() -> QuerySet[Component]:
-    return component_list(now=timezone.now())
+    return component_list()
 
 
 @router.get("", response=list[ComponentOut])

@@ -177,6 +177,11 @@ class ComponentState(models.Model):
     last_latency_ms = models.FloatField(null=True, blank=True)
     last_message = models.TextField(blank=True)
     last_checked_at = models.DateTimeField(null=True, blank=True)
+    # Kept by ``component_uptimes_refresh`` (every minute), not the state machine:
+    # the share of checks not unhealthy in the 24 whole hours before
+    # ``uptime_24h_until``, from hour rollups; None without any.
+    uptime_24h_pct = models.FloatField(null=True, blank=True)
+    uptime_24h_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

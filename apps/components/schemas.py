@@ -61,8 +61,14 @@ class ComponentOut(Schema):
     state: StateOut | None
     uptime_24h_pct: float | None = Field(
         None,
-        description="Checks not unhealthy in the 24 whole hours before the current"
-        " one, in % (from hour rollups).",
+        description="Checks not unhealthy in the 24 whole hours before"
+        " uptime_24h_until, in % (from hour rollups, refreshed every minute); null"
+        " before the first refresh or without checks in those hours.",
+    )
+    uptime_24h_until: datetime | None = Field(
+        None,
+        description="The end of uptime_24h_pct's window: the start of the hour it"
+        " was last refreshed in.",
     )
     ping_url: str | None = Field(None, description="Heartbeats: where to ping.")
 
@@ -94,6 +100,10 @@ class ComponentOut(Schema):
     @staticmethod
     def resolve_uptime_24h_pct(obj: Component) -> float | None:
         return getattr(obj, "uptime_pct", None)
+
+    @staticmethod
+    def resolve_uptime_24h_until(obj: Component) -> datetime | None:
+        return getattr(obj, "uptime_until", None)
 
     @staticmethod
     def resolve_ping_url(obj: Component) -> str | None:

@@ -18,6 +18,7 @@ from apps.components.selectors import heartbeat_ping_uuid
 from apps.components.services import (
     BEAT_HEARTBEAT_SLUG,
     RUN_BATCH_TASK,
+    component_uptimes_refresh,
     components_dispatch_due,
     components_run_batch,
     results_prune,
@@ -75,6 +76,12 @@ def _close_runner(**kwargs: object) -> None:
 @shared_task(name="components.results_prune", ignore_result=True)
 def prune_results() -> int:
     return results_prune(older_than=timezone.now() - RESULT_RETENTION)
+
+
+# Safe to run twice at once: rows the other run holds are skipped, then redone.
+@shared_task(name="components.uptimes_refresh", ignore_result=True)
+def refresh_uptimes() -> int:
+    return component_uptimes_refresh(now=timezone.now())
 
 
 # Safe to run twice: the notification is claimed before sending, so a redelivered

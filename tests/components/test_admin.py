@@ -7,6 +7,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import reverse
 from django.utils import timezone
 
+from apps.components.admin import UPTIME_NONE
 from apps.components.heartbeats import PingAction, heartbeat_ping
 from apps.components.models import (
     Component,
@@ -16,6 +17,7 @@ from apps.components.models import (
     StateChange,
 )
 from apps.components.selectors import MASK
+from apps.components.services import component_uptimes_refresh
 from apps.core.models import AuditEvent
 from tests.components.helpers import checks_rolled, make_component
 from tests.factories import make_user
@@ -32,12 +34,14 @@ def signed_in(client, **user_kwargs):
 
 
 def results(component, statuses, *, hours_ago=1):
+    """``statuses`` as checks ``hours_ago`` back, rolled up, uptimes refreshed."""
     at = timezone.now() - timedelta(hours=hours_ago)
     made = HealthResult.objects.bulk_create(
         HealthResult(component=component, status=s, latency_ms=5, checked_at=at)
         for s in statuses
     )
     checks_rolled(made)
+    component_uptimes_refresh(now=timezone.now())
 
 
 def failing_heartbeat(slug):
@@ -82,6 +86,7 @@ def test_changelist__checks_over_two_days__uptime_of_the_24_whole_hours_before(
         for n in range(58)
     )
     checks_rolled(made)
+    component_uptimes_refresh(now=now)
     # When a viewer lists components
     (row,) = client.get(LIST_URL).context["cl"].result_list
     # Then the column is the raw results' share up over the last 24 whole hours
@@ -91,19 +96,37 @@ def test_changelist__checks_over_two_days__uptime_of_the_24_whole_hours_before(
     assert row.uptime_pct == pytest.approx(up * 100 / len(window), abs=1e-9)
 
 
-def test_changelist__sorted_by_uptime__lowest_first_none_last(client):
+@pytest.mark.parametrize(
+    ("order", "expected"),
+    [
+        ("", ["up-poor", "up-fine", "up-full", "up-stateless", "up-none"]),
+        ("-", ["up-full", "up-fine", "up-poor", "up-stateless", "up-none"]),
+    ],
+)
+def test_changelist__sorted_by_uptime__either_way_none_last(client, order, expected):
+    # Given three components with uptimes, one without checks, one without a state
     signed_in(client, role="viewer")
     fine, poor = make_component(slug="up-fine"), make_component(slug="up-poor")
+    full = make_component(slug="up-full")
     make_component(slug="up-none")
+    make_component(slug="up-stateless").state.delete()
     results(fine, ["healthy", "healthy", "healthy", "unhealthy"])
     results(poor, ["unhealthy", "healthy"])
+    results(full, ["healthy"])
+    # When a viewer sorts the list by the uptime column, up or down
     column = client.get(LIST_URL).context["cl"].list_display.index("uptime_24h")
-    shown = client.get(LIST_URL, {"o": str(column)}).context["cl"].result_list
-    assert [(c.slug, c.uptime_pct) for c in shown] == [
-        ("up-poor", 50.0),
-        ("up-fine", 75.0),
-        ("up-none", None),
-    ]
+    response = client.get(LIST_URL, {"o": f"{order}{column}"})
+    # Then the figures are in that order, the ones without a figure last and shown
+    # as a dash, and the column header says which way it is sorted
+    shown = response.context["cl"].result_list
+    assert [c.slug for c in shown] == expected
+    assert [c.uptime_pct for c in shown][:3] == sorted(
+        [50.0, 75.0, 100.0], reverse=order == "-"
+    )
+    page = response.content.decode()
+    assert page.count(f'<td class="field-uptime_24h">{UPTIME_NONE}</td>') == 2
+    sorted_class = "sorted descending" if order else "sorted ascending"
+    assert f'class="sortable column-uptime_24h {sorted_class}"' in page
 
 
 def test_changelist__state_filter__only_that_state(client):

@@ -8,6 +8,7 @@ from django.utils import timezone
 from apps.components.heartbeats import PingAction, heartbeat_ping
 from apps.components.models import Component, HealthResult, Heartbeat
 from apps.components.selectors import MASK
+from apps.components.services import component_uptimes_refresh
 from apps.core.models import AuditEvent
 from tests.components.helpers import checks_rolled, make_component
 from tests.core.test_api import assert_error
@@ -64,6 +65,7 @@ def test_get__heartbeat__state_and_ping_url(client, reader):
     (failed,) = component.results.all()
     failed.checked_at -= timedelta(hours=1)
     checks_rolled([failed])
+    component_uptimes_refresh(now=timezone.now())
     body = client.get(f"{URL}/nightly", headers=reader).json()
     assert body["state"]["state"] == "unhealthy"
     assert body["ping_url"] == f"/ping/{beat.ping_uuid}"

@@ -28,6 +28,7 @@ from apps.components.services.scheduling import (
     components_run_batch,
     results_prune,
 )
+from apps.components.services.uptime import component_uptimes_refresh
 
 __all__ = [
     "BEAT_HEARTBEAT_SLUG",
@@ -44,6 +45,7 @@ __all__ = [
     "component_pause",
     "component_resume",
     "component_update",
+    "component_uptimes_refresh",
     "components_dispatch_due",
     "components_ensure_self",
     "components_run_batch",
