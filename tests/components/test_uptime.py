@@ -1,8 +1,10 @@
 """The 24 h uptime kept on the state rows: the refresh, its window, the API's view."""
 
+import threading
 from datetime import UTC, timedelta
 
 import pytest
+from django.db import connection, transaction
 from django.db.models import F, FloatField, Func, JSONField, OuterRef, Subquery, Value
 from django.db.models.functions import Cast
 from django.utils import timezone
@@ -13,7 +15,7 @@ from apps.components.services import component_uptimes_refresh
 from apps.components.tasks import refresh_uptimes
 from apps.metrics.models import Resolution, Rollup
 from opsconsole.celery import BEAT_SCHEDULE
-from tests.components.helpers import checks_rolled, make_component
+from tests.components.helpers import checks_rolled, make_component, samples_forgotten
 from tests.factories import bearer, make_token
 
 pytestmark = pytest.mark.django_db
@@ -170,3 +172,39 @@ def test_beat__scheduled_task__run__stores_the_uptimes():
     # Then it stored the figure
     assert (entry["task"], entry["schedule"]) == (refresh_uptimes.name, 60.0)
     assert (written, _kept()["beaten"][0]) == (1, 100.0)
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_refresh__state_row_held_by_a_writer__skipped_then_written_next_time():
+    # Given two checked components, one's state row locked by another transaction
+    now = timezone.now()
+    held, free = make_component(slug="held"), make_component(slug="free")
+    with samples_forgotten():
+        _checks(held, hours_ago=1, statuses=["healthy"], now=now)
+        _checks(free, hours_ago=1, statuses=["unhealthy"], now=now)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                ComponentState.objects.select_for_update().get(component=held)
+                locked.set()
+                # Bounded: a refresh that waited would get the row and fail below.
+                release.wait(timeout=10)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(timeout=10)
+        # When the uptimes are refreshed meanwhile, then after the writer is done
+        during = component_uptimes_refresh(now=now)
+        kept_during = _kept()
+    finally:
+        release.set()
+        holder.join(timeout=10)
+    after = component_uptimes_refresh(now=now)
+    # Then the held row was skipped without waiting, and written the next time
+    assert (during, kept_during["held"], kept_during["free"][0]) == (1, (None, None), 0)
+    assert (after, _kept()["held"][0]) == (1, 100.0)
