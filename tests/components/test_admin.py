@@ -3,6 +3,8 @@
 from datetime import timedelta
 
 import pytest
+from django.contrib import admin
+from django.contrib.admin import site
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import reverse
 from django.utils import timezone
@@ -266,3 +268,12 @@ def test_history_admins__superuser__listed_read_only(client, model):
     change_url = reverse(f"admin:components_{model}_change", args=[row.pk])
     assert 'name="_save"' not in client.get(change_url).content.decode()
     assert client.post(change_url, {"message": "x"}).status_code == 403
+
+
+def test_changelist__action_checkbox__same_markup_as_the_stock_one():
+    component = make_component(slug="escaped")
+    component.slug = '<web> & "co"'  # shown escaped, as the stock one does
+    model_admin = site._registry[Component]
+    assert model_admin.action_checkbox(component) == admin.ModelAdmin.action_checkbox(
+        model_admin, component
+    )
