@@ -9,10 +9,11 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.urls import reverse
 from django.utils import timezone
 
-from apps.components.admin import UPTIME_NONE
+from apps.components.admin import UPTIME_NONE, uptime_window_text
 from apps.components.heartbeats import PingAction, heartbeat_ping
 from apps.components.models import (
     Component,
+    ComponentState,
     HealthResult,
     Heartbeat,
     MaintenanceWindow,
@@ -63,10 +64,14 @@ def test_changelist__viewer__state_colored_and_uptime_24h(client):
     results(component, ["unhealthy"], hours_ago=48)
     # When a viewer lists components
     response = client.get(LIST_URL)
-    # Then the uptime counts only the last 24 h, and the state is colored
+    # Then the uptime counts only the last 24 h, says which 24 h in its tooltip,
+    # and the state is colored
     page = response.content.decode()
+    kept = ComponentState.objects.get(component=component)
+    window = uptime_window_text(kept.uptime_24h_until)
     assert response.status_code == 200
-    assert "75.00 %" in page
+    assert f'<span title="{window}">75.00 %</span>' in page
+    assert "refreshed every minute" in window
     assert "&#9679; unknown" in page
     assert "check_now" not in page
 
