@@ -14,7 +14,8 @@ from tests.components.notify import make_change, make_channel
 
 BEFORE_EVENTS = ("components", "0006_dns_tls_queue_kinds")
 EVENTS = ("components", "0007_notification_events")
-UPTIME = ("components", "0008_state_uptime_24h")
+BEFORE_UPTIME = ("components", "0008_healthresult_no_single_component_index")
+UPTIME = ("components", "0009_state_uptime_24h")
 
 
 def _migrate(target: tuple[str, str]):
@@ -52,7 +53,7 @@ def test_migration_0007__rows_from_before__transition_and_test_send_told_apart()
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_migration_0008__rolled_checks_from_before__uptime_filled_at_migrate():
+def test_migration_0009__rolled_checks_from_before__uptime_filled_at_migrate():
     # Given a component with checks rolled up, one without, before the column
     checked, unchecked = make_component(slug="kept-up"), make_component(slug="none")
     an_hour_ago = timezone.now() - timedelta(hours=1)
@@ -66,7 +67,7 @@ def test_migration_0008__rolled_checks_from_before__uptime_filled_at_migrate():
             )
         )
         try:
-            _migrate(EVENTS)
+            _migrate(BEFORE_UPTIME)
             # When the uptime migration runs
             migrating = timezone.now()
             _migrate(UPTIME)

@@ -30,7 +30,7 @@ def fill(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("components", "0007_notification_events"),
+        ("components", "0008_healthresult_no_single_component_index"),
         ("metrics", "0004_series_name_tags"),
     ]
 
