@@ -39,6 +39,11 @@ DELETE FROM metrics_pendingrollup WHERE id IN (
 # row's bucket code until its minute is counted (~15 MB per 1M raw rows); at the
 # default 4 MB it spilled to disk in 65 batches and took twice as long.
 WORK_MEM_SQL = "SET LOCAL work_mem = '64MB'"
+# Minutes rolled by one statement at most. The hash aggregate holds every row's
+# bucket code until its minute is counted (~15 MB per 1M raw rows): a backlog
+# (rollups stopped for hours, a late batch) rolled in one statement outgrew
+# work_mem and spilled; an hour at a time stays in memory up to ~70k samples/s.
+MINUTES_PER_STATEMENT = 60
 
 
 def _upsert(table: str, owner: str, select: str) -> str:
@@ -244,12 +249,15 @@ def rollup_due(
     return len(buckets)
 
 
-def _runs(buckets: list[datetime], size: timedelta) -> list[tuple[datetime, datetime]]:
-    """Sorted ``buckets`` as [start, end) ranges of consecutive buckets."""
+def _runs(
+    buckets: list[datetime], size: timedelta, most: int = MINUTES_PER_STATEMENT
+) -> list[tuple[datetime, datetime]]:
+    """Sorted ``buckets`` as [start, end) ranges of consecutive buckets, each of
+    at most ``most`` buckets."""
     runs = [(buckets[0], buckets[0] + size)]
     for bucket in buckets[1:]:
         low, high = runs[-1]
-        if bucket == high:
+        if bucket == high and high - low < most * size:
             runs[-1] = (low, bucket + size)
         else:
             runs.append((bucket, bucket + size))

@@ -22,7 +22,7 @@ from apps.metrics.models import (
     Series,
 )
 from apps.metrics.partitions import partition_name, partitions_create, partitions_list
-from apps.metrics.rollups import rollup_due
+from apps.metrics.rollups import _runs, rollup_due
 from apps.metrics.services import retention_apply, rollups_backfill_tags
 from apps.metrics.sketch import CODE_OFFSET, RELATIVE_ACCURACY, code_quantiles
 from apps.metrics.storage import SampleWriter
@@ -505,3 +505,17 @@ def test_migration_0005__reversed_with_tag_rows__whole_name_rows_kept():
         )
     # Then only the whole name's row is left
     assert kept == [3]
+
+
+def test_runs__consecutive_buckets__split_at_most_per_statement():
+    minute = timedelta(minutes=1)
+    buckets = [HOUR + k * minute for k in (*range(150), 200)]
+
+    runs = _runs(buckets, minute, most=60)
+
+    assert runs == [
+        (HOUR, HOUR + 60 * minute),
+        (HOUR + 60 * minute, HOUR + 120 * minute),
+        (HOUR + 120 * minute, HOUR + 150 * minute),
+        (HOUR + 200 * minute, HOUR + 201 * minute),
+    ]
