@@ -400,7 +400,7 @@ def schedule(ids: list[int], worker: Proc, target: str, seconds: float) -> Sched
 # per batch: claim the batch (next run, claim token), insert the results, update
 # the states, release the claim. No locking read, transition, metric or Celery.
 FLOOR_SQL = [
-    "UPDATE components_component SET next_check_at = now() + interval '30 s',"
+    "UPDATE components_component SET next_check_at = now() + interval '1 day',"
     " claimed_until = now() + interval '1 min', claim_token = %(token)s"
     " WHERE id = ANY(%(ids)s)",
     "INSERT INTO components_healthresult (status, latency_ms, message, details,"
@@ -423,6 +423,7 @@ def database_floor(ids: list[int], turns: int = 3) -> float:
 
     from django.db import connection, transaction
 
+    park()
     quiesce()
     backend = psutil.Process(sql("SELECT pg_backend_pid()")[0][0])
     best = float("inf")
