@@ -322,8 +322,13 @@ class MaintenanceWindow(models.Model):
         from croniter import croniter
 
         local = at.astimezone(ZoneInfo(self.timezone))
-        # The latest cron time at or before ``at`` (croniter's get_prev is exclusive).
-        opened = croniter(self.cron, local + timedelta(seconds=1)).get_prev(datetime)
+        # The latest cron time at or before ``at``: get_prev is exclusive, so it
+        # starts a second later, and in the second before a fire that finds the
+        # fire itself, after ``at``: then the one before it.
+        times = croniter(self.cron, local + timedelta(seconds=1))
+        opened = times.get_prev(datetime)
+        if opened > local:
+            opened = times.get_prev(datetime)
         return bool(opened <= local < opened + self.duration)
 
     def clean(self) -> None:

@@ -122,3 +122,26 @@ def test_maintenance_window__recurring_daily__open_only_inside_duration():
     assert window.is_open(at + timedelta(minutes=29))
     assert not window.is_open(at + timedelta(minutes=30))
     assert not window.is_open(at - timedelta(seconds=1))
+
+
+def test_maintenance_window__back_to_back_windows__open_in_the_second_before_a_start():
+    component = make_component()
+    window = maintenance_window_create(
+        component=component,
+        starts_at=datetime(2026, 1, 1, tzinfo=UTC),
+        ends_at=None,
+        cron="* * * * *",
+        duration=timedelta(minutes=1),
+        actor=None,
+        source=AuditEvent.Source.SYSTEM,
+    )
+    fire = datetime(2026, 2, 10, 12, 1, tzinfo=UTC)
+    # Each minute's window ends as the next opens: never a gap, even in the last
+    # second before a start (a window then still covers it).
+    for at in (
+        fire - timedelta(milliseconds=500),
+        fire - timedelta(microseconds=1),
+        fire,
+        fire + timedelta(milliseconds=500),
+    ):
+        assert window.is_open(at), at
