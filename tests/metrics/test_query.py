@@ -9,14 +9,15 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from hypothesis import given
 from hypothesis import strategies as st
 
 from apps.metrics.db import default_database
-from apps.metrics.models import Resolution, Rollup
+from apps.metrics.models import Resolution, Rollup, Series
 from apps.metrics.rollups import rollup_due
 from apps.metrics.selectors import (
+    NO_NESTED_LOOPS_SQL,
     SERIES_QUERY_SQL,
     SERIES_ROLLUPS_SQL,
     Bucket,
@@ -246,11 +247,18 @@ def test_query__series_merge_on_fresh_rollups__scans_its_rollups_a_few_times(raw
         "start": HOUR,
         "end": HOUR + timedelta(hours=4),
         "step": timedelta(minutes=1),
+        "series": list(
+            Series.objects.filter(
+                name=raw[0], tags__contains={"env": "prod"}
+            ).values_list("id", flat=True)
+        ),
     }
     one_scan = f"SELECT count(*) FROM ({SERIES_ROLLUPS_SQL}) r"  # noqa: S608
 
     def blocks(statement: str) -> int:
-        with connection.cursor() as cursor:
+        # As metrics_query runs it: in a transaction of its own settings.
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(NO_NESTED_LOOPS_SQL)
             cursor.execute(
                 "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, params
             )
