@@ -22,6 +22,7 @@ from apps.core.models import AuditEvent
 from apps.metrics.buffer import sample_row
 from apps.metrics.db import default_database
 from apps.metrics.models import Resolution
+from apps.metrics.partitions import partitions_create
 from apps.metrics.rollups import rollup_due
 from apps.metrics.storage import SampleWriter
 
@@ -141,6 +142,12 @@ def checks_rolled(results: list[HealthResult]) -> None:
     For tests that need checks in past hours and days: recording stamps a sample
     with the time it is recorded, so only the raw writer can place one earlier.
     """
+    # Every day a test reaches, before this transaction marks any minute pending:
+    # a partition created later (its lock on metrics_sample, held to the end of
+    # the test) while holding pending rows the process persister's COPY also
+    # inserts would deadlock with it.
+    today = datetime.now(UTC).date()
+    partitions_create(days=[today + timedelta(days=d) for d in range(-7, 2)])
     rows = []
     for result in results:
         tags = (("component", result.component.slug),)
