@@ -37,6 +37,7 @@ from apps.metrics.heartbeat import ProcessReport, fleet_reports, heartbeat_start
 
 log = structlog.get_logger(__name__)
 P = "opsconsole_"
+DROP_REASONS = ("buffer_full", "spill_full", "series_unresolved")
 PERSISTER_COUNTERS = ("recorded", "flushed", "flush_failures", "spilled", "replayed")
 PERSISTER_GAUGES = ("buffered", "spill_bytes", "database_away")
 LIVE_COUNTERS = ("sent", "drops", "resyncs", "closed_slow")
@@ -179,7 +180,8 @@ def _persister_families(reports: list[ProcessReport]) -> Iterator[Metric]:
         )
     dropped = CounterMetricFamily(
         f"{P}metrics_dropped",
-        "Samples lost: refused by a full buffer or beyond the spill bound.",
+        "Samples lost: refused by a full buffer, beyond the spill bound, or of a "
+        "series the process's registry no longer resolves.",
         labels=[*labels, "reason"],
     )
     for report in reports:
@@ -188,8 +190,8 @@ def _persister_families(reports: list[ProcessReport]) -> Iterator[Metric]:
             continue
         for key, family in families.items():
             family.add_metric([report.process, report.role], float(stats[key]))
-        for reason in ("buffer_full", "spill_full"):
-            value = stats[f"dropped_{reason}"]
+        for reason in DROP_REASONS:
+            value = stats.get(f"dropped_{reason}", 0)
             dropped.add_metric([report.process, report.role, reason], value)
     yield from families.values()
     yield dropped

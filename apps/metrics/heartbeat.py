@@ -106,7 +106,13 @@ class Heartbeat:
 
     def report(self) -> ProcessReport:
         stats = self.stats()
-        drops = stats.dropped_buffer_full + stats.dropped_spill_full if stats else 0
+        drops = (
+            stats.dropped_buffer_full
+            + stats.dropped_spill_full
+            + stats.dropped_series_unresolved
+            if stats
+            else 0
+        )
         if drops > self._drops:
             self._drops, self._last_drop_at = drops, time.time()
         return ProcessReport(

@@ -27,7 +27,7 @@ from tenacity import (
 )
 
 from apps.metrics import spill as spill_files
-from apps.metrics.buffer import Buffer, Row
+from apps.metrics.buffer import Buffer, Samples
 from apps.metrics.db import Database, direct_database
 from apps.metrics.spill import Spill
 from apps.metrics.storage import SampleWriter
@@ -54,6 +54,7 @@ class PersisterStats:
     spill_bytes: int
     dropped_buffer_full: int
     dropped_spill_full: int
+    dropped_series_unresolved: int
     database_away: bool
 
 
@@ -139,7 +140,7 @@ class Persister:
         size = max(self.batch, COPY_ROWS_MAX)
         while budget > 0:
             samples = self.buffer.take(min(size, budget))
-            if not samples:
+            if not len(samples):
                 break
             self._write(samples)
             budget -= len(samples)
@@ -147,7 +148,7 @@ class Persister:
             log.info("metrics.database_back", away_seconds=self._away_seconds())
         self._away_since = None
 
-    def _write(self, samples: list[Row]) -> None:
+    def _write(self, samples: Samples) -> None:
         try:
             self._retrying(self.writer.write, samples)
         except BaseException:
@@ -156,7 +157,7 @@ class Persister:
         self.flushed += len(samples)
 
     def _replay(self, path: Path) -> None:
-        samples = spill_files.read(path)
+        samples = Samples.from_rows(spill_files.read(path))
         self._retrying(self.writer.write, samples)
         path.unlink()
         self.spill.replayed += len(samples)
@@ -175,9 +176,11 @@ class Persister:
     def _spill_if_needed(self, *, everything: bool) -> None:
         if everything or len(self.buffer) >= self.buffer.bound // 2:
             samples = self.buffer.take(len(self.buffer))
-            if samples:
-                self.spill.write(samples)
-                log.info("metrics.spilled", samples=len(samples))
+            if len(samples):
+                rows = samples.rows(self.writer.numbering)
+                self.writer.unresolved += len(samples) - len(rows)
+                self.spill.write(rows)
+                log.info("metrics.spilled", samples=len(rows))
 
     def _reset_connection(self) -> None:
         try:
@@ -199,6 +202,7 @@ class Persister:
             spill_bytes=self.spill.size(),
             dropped_buffer_full=self.buffer.dropped,
             dropped_spill_full=self.spill.dropped,
+            dropped_series_unresolved=self.writer.unresolved,
             database_away=self._away_since is not None,
         )
 

@@ -21,7 +21,8 @@ from apps.metrics.buffer import Buffer
 from apps.metrics.persister import Persister, PersisterStats
 
 _lock = threading.Lock()
-_buffer: Buffer | None = None
+# This process's buffer once started: record() reads it directly (a call less).
+current: Buffer | None = None
 _persister: Persister | None = None
 _previous: dict[int, Any] = {}
 
@@ -29,13 +30,13 @@ _previous: dict[int, Any] = {}
 def buffer() -> Buffer:
     """This process's buffer, its persister started on first use."""
     # "is not None": an empty buffer is falsy (it has __len__).
-    return _buffer if _buffer is not None else _start()
+    return current if current is not None else _start()
 
 
 def _start() -> Buffer:
-    global _buffer, _persister
+    global current, _persister
     with _lock:
-        if _buffer is None:
+        if current is None:
             new_buffer = Buffer(
                 bound=settings.OPSCONSOLE_METRICS_BUFFER_MAX,
                 flush_at=settings.OPSCONSOLE_METRICS_FLUSH_BATCH,
@@ -49,12 +50,12 @@ def _start() -> Buffer:
             )
             _persister.start()
             _install_signal_handlers()
-            _buffer = new_buffer
+            current = new_buffer
         # Imported here: the heartbeat reads this module's persister_stats().
         from apps.metrics.heartbeat import heartbeat_start
 
         heartbeat_start(role="process")  # a no-op where a web/worker one runs
-        return _buffer
+        return current
 
 
 def persister_stats() -> PersisterStats | None:
@@ -110,8 +111,8 @@ def connect_signals() -> None:
 
 def _forget_parent() -> None:
     # A forked child inherits the parent's buffer but not its thread: start afresh.
-    global _buffer, _persister
-    _buffer, _persister = None, None
+    global current, _persister
+    current, _persister = None, None
     _previous.clear()
 
 

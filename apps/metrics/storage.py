@@ -7,24 +7,44 @@ that made their rows, so a rolled-back flush never leaves a stale entry.
 import struct
 from collections.abc import Sequence
 from datetime import date
-from itertools import repeat
-from operator import floordiv, itemgetter
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import psycopg
+import structlog
 from psycopg.copy import LibpqWriter
 
-from apps.metrics.buffer import DAY_US, MINUTE_US, Row, us_at, us_day
+from apps.metrics.buffer import DAY_US, MINUTE_US, Row, Samples, us_at, us_day
 from apps.metrics.db import Database, raw_connection
 from apps.metrics.partitions import partitions_create
-from apps.metrics.series import Series, canonical_tags, series_hash, series_parts
+from apps.metrics.series import (
+    Series,
+    SeriesRegistry,
+    canonical_tags,
+    registry,
+    series_hash,
+    series_parts,
+)
+
+log = structlog.get_logger(__name__)
 
 COPY_SQL = "COPY metrics_sample (series_id, at, value) FROM STDIN (FORMAT BINARY)"
 # PostgreSQL's binary COPY: signature, flags, header extension length; per row
 # the field count, then each field's length and big-endian value (int8 series id,
 # timestamptz as int8 microseconds since 2000-01-01, float8); -1 ends the data.
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
-_ROW = struct.Struct(">hiqiqid")
+_ROW = np.dtype(
+    [
+        ("fields", ">i2"),
+        ("id_length", ">i4"),
+        ("series_id", ">i8"),
+        ("at_length", ">i4"),
+        ("at", ">i8"),
+        ("value_length", ">i4"),
+        ("value", ">f8"),
+    ]
+)
 _TRAILER = struct.pack(">h", -1)
 # Bytes handed to libpq before waiting for them to reach the server. Each wait
 # lets the producer take the GIL for up to a switch interval (5 ms), so a batch
@@ -47,36 +67,62 @@ SERIES_SELECT_SQL = (
 
 
 class SampleWriter:
-    """Writes batches of buffer rows with COPY through the connection ``database()``.
+    """Writes batches of samples with COPY through the connection ``database()``.
 
     It drives psycopg directly (its own transaction, ``cursor.copy``) so it works
     on any Django connection of this thread, named in settings or not. Rows go as
-    binary COPY built by ``struct``: the series id from this writer's cache (keyed
-    by the Series str), the time already in PostgreSQL's microseconds, the value.
+    binary COPY built by numpy from the batch's columns: the series ids from this
+    writer's cache (keyed by the Series str, one lookup per distinct series),
+    the time already in PostgreSQL's microseconds, the value.
     """
 
-    def __init__(self, *, database: Database, cache_max: int = 100_000) -> None:
+    def __init__(
+        self,
+        *,
+        database: Database,
+        cache_max: int = 100_000,
+        numbering: SeriesRegistry = registry,
+    ) -> None:
         self.database = database
+        self.numbering = numbering
         self.cache_max = cache_max
         self._ids: dict[Series, int] = {}
         self._days: set[date] = set()
+        self.unresolved = 0
 
-    def write(self, rows: Sequence[Row]) -> None:
-        """Land every row in one transaction, or raise and land none."""
-        if not rows:
+    def write(self, samples: Samples | Sequence[Row]) -> None:
+        """Land every sample (a batch, or ``(series, at_us, value)`` rows) in one
+        transaction, or raise and land none.
+
+        Samples whose series no longer resolve (see ``series``) are left out and
+        counted in ``unresolved``."""
+        if not isinstance(samples, Samples):
+            samples = Samples.from_rows(samples, self.numbering)
+        resolves, distinct, positions = self.numbering.lookup(samples.numbers)
+        if not resolves.all():
+            lost = len(samples) - int(resolves.sum())
+            self.unresolved += lost
+            log.warning("metrics.series_unresolved", samples=lost)
+            samples = samples.select(resolves)
+        if not len(samples):
             return
-        minutes = _minutes(list(map(itemgetter(1), rows)))
+        minutes = _minutes(samples.at_us)
         self._ensure_partitions({us_day(m * MINUTE_US // DAY_US) for m in minutes})
         connection = raw_connection(self.database())
         with connection.transaction(), connection.cursor() as cursor:
-            ids = self._series_ids(cursor, set(map(itemgetter(0), rows)))
-            pack = _ROW.pack
-            packed = [pack(3, 8, ids[s], 8, us, 8, v) for s, us, v in rows]
-            packed.append(_TRAILER)
+            ids = self._series_ids(cursor, set(distinct))
+            packed = np.empty(len(samples), dtype=_ROW)
+            packed["fields"] = 3
+            packed["id_length"] = packed["at_length"] = packed["value_length"] = 8
+            packed["series_id"] = np.array([ids[s] for s in distinct])[positions]
+            packed["at"] = samples.at_us
+            packed["value"] = samples.values
             writer = LibpqWriter(cursor, flush_threshold=COPY_FLUSH_BYTES)
             with cursor.copy(COPY_SQL, writer=writer) as copy:
-                copy.write(_HEADER + b"".join(packed))
-            starts = sorted(us_at(m * MINUTE_US) for m in minutes)
+                copy.write(_HEADER)
+                copy.write(packed.data)
+                copy.write(_TRAILER)
+            starts = [us_at(m * MINUTE_US) for m in minutes]
             cursor.execute(PENDING_SQL, [starts])
         if len(self._ids) + len(ids) > self.cache_max:
             self._ids.clear()
@@ -116,11 +162,11 @@ def _series_upsert(
     }
 
 
-def _minutes(times: list[int]) -> set[int]:
-    """The minutes (``us // MINUTE_US``) of ``times``. When the earliest and the
-    latest are at most one minute apart (the usual batch) those two are all of
-    them, found without a division per sample."""
-    low, high = min(times) // MINUTE_US, max(times) // MINUTE_US
+def _minutes(times: npt.NDArray[np.int64]) -> list[int]:
+    """The distinct minutes (``us // MINUTE_US``) of ``times``, ascending. When the
+    earliest and the latest are at most one minute apart (the usual batch) those
+    two are all of them, found without a division per sample."""
+    low, high = int(times.min()) // MINUTE_US, int(times.max()) // MINUTE_US
     if high - low <= 1:
-        return {low, high}
-    return set(map(floordiv, times, repeat(MINUTE_US)))
+        return sorted({low, high})
+    return np.unique(times // MINUTE_US).tolist()

@@ -1,7 +1,6 @@
 """record(): bad input raises at once, also for a series seen before; good samples
 land under one series whatever the order of their tags."""
 
-import gc
 import json
 import math
 from datetime import UTC, datetime, timedelta
@@ -11,7 +10,6 @@ from django.db import connection
 
 from apps import metrics
 from apps.core.exceptions import ValidationFailed
-from apps.metrics.recording import checked_row
 from tests.metrics.conftest import raw_count
 from tests.procs import wait_until
 
@@ -56,11 +54,3 @@ def test_record__tags_in_any_order__one_series_every_sample_lands():
         ({"a": "1", "b": "0"}, 51),
     ]
     assert rows[1][2] == at
-
-
-def test_checked_row__after_a_collection__untracked_by_the_garbage_collector():
-    # A tracked row would make every full collection walk the whole buffer.
-    row, problems = checked_row("t.rec.gc", 1.0, {"host": "a"}, None)
-    gc.collect()
-    assert problems == {}
-    assert not gc.is_tracked(row)

@@ -9,6 +9,7 @@ from django.utils.dateparse import parse_datetime
 
 from apps.core.cli import add_format_argument, iso, render_rows
 from apps.core.exceptions import OpsError
+from apps.metrics.exposition import DROP_REASONS
 from apps.metrics.heartbeat import ProcessReport, fleet_reports
 from apps.metrics.selectors import Bucket, metrics_query
 from apps.metrics.series import tags_parse
@@ -115,7 +116,7 @@ def _bucket_row(bucket: Bucket) -> dict[str, str]:
 
 def _status_row(report: ProcessReport) -> dict[str, str]:
     stats = report.persister or {}
-    dropped = stats.get("dropped_buffer_full", 0) + stats.get("dropped_spill_full", 0)
+    dropped = sum(stats.get(f"dropped_{reason}", 0) for reason in DROP_REASONS)
     reported = iso(datetime.fromtimestamp(report.at, UTC))
     values = [report.process, report.role, reported]
     values += [str(stats.get(key, "")) for key in STATUS_COLUMNS[3:8]]
