@@ -1,4 +1,4 @@
-"""A DDSketch-compatible log-bucket histogram, bucketed inside PostgreSQL.
+"""A DDSketch-compatible log-bucket histogram, bucketed in the rollup worker.
 
 A positive value v falls in bucket ``ceil(ln(v) / ln(gamma))`` with
 ``gamma = (1 + a) / (1 - a)`` and relative accuracy ``a = 0.01``; a negative value
@@ -9,11 +9,11 @@ quantile read from it is within 1 % (relative) of the exact lower quantile
 ``sorted(values)[floor(q * (n - 1))]`` for any value of magnitude at least
 ``MIN_INDEXABLE``.
 
-The natural logarithm is the C library's, as PostgreSQL's ``ln`` and ``math.log``
-call it; ``bucket_codes`` buckets whole arrays with numpy's own, SIMD ``log``
-(which differs from it by an ulp now and then) and takes libm's answer wherever
-the two could fall on either side of a bucket boundary, so every value gets the
-bucket ``bucket_code`` gives it. The database monitor keeps the same buckets, by the same
+The natural logarithm is the C library's, as ``math.log`` calls it: the minute
+rollups bucket whole arrays with ``bucket_codes`` (numpy's own, SIMD ``log``, which
+differs from it by an ulp now and then), which takes libm's answer wherever the two
+could fall on either side of a bucket boundary, so every value gets the bucket
+``bucket_code`` gives it. The database monitor keeps the same buckets, by the same
 ``math.log``, as a text-keyed map in Redis (``z``, ``<index>``, ``n<index>``);
 ``quantile``/``quantiles`` read that form.
 """
@@ -40,16 +40,8 @@ NEGATIVE_PREFIX = "n"
 CODE_OFFSET = 1 << 20
 
 
-def bucket_code_sql(column: str) -> str:
-    """SQL giving ``column``'s bucket code (see CODE_OFFSET)."""
-    return (
-        f"CASE WHEN abs({column}) >= {MIN_INDEXABLE!r} THEN sign({column})::int * "
-        f"(ceil(ln(abs({column})) / {LN_GAMMA!r})::int + {CODE_OFFSET}) ELSE 0 END"
-    )
-
-
 def bucket_code(value: float) -> int:
-    """``value``'s bucket code, as ``bucket_code_sql`` computes it."""
+    """``value``'s bucket code (see CODE_OFFSET)."""
     if abs(value) < MIN_INDEXABLE:
         return 0
     code = math.ceil(math.log(abs(value)) / LN_GAMMA) + CODE_OFFSET

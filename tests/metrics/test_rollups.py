@@ -507,15 +507,15 @@ def test_migration_0005__reversed_with_tag_rows__whole_name_rows_kept():
     assert kept == [3]
 
 
-def test_runs__consecutive_buckets__split_at_most_per_statement():
+def test_runs__consecutive_buckets__one_range_each_split_at_gaps():
     minute = timedelta(minutes=1)
-    buckets = [HOUR + k * minute for k in (*range(150), 200)]
+    buckets = [HOUR + k * minute for k in (*range(150), 200, 202, 203)]
 
-    runs = _runs(buckets, minute, most=60)
+    runs = _runs(buckets, minute)
 
+    # Not cut at an hour: minutes_roll reads a run in pieces of ROWS_PER_READ.
     assert runs == [
-        (HOUR, HOUR + 60 * minute),
-        (HOUR + 60 * minute, HOUR + 120 * minute),
-        (HOUR + 120 * minute, HOUR + 150 * minute),
+        (HOUR, HOUR + 150 * minute),
         (HOUR + 200 * minute, HOUR + 201 * minute),
+        (HOUR + 202 * minute, HOUR + 204 * minute),
     ]
