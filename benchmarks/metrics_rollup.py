@@ -6,21 +6,23 @@ Uses DATABASE_URL / REDIS_URL when set, else starts embedded servers for the run
 N raw samples (lognormal values, 100 series, 100 per series and minute) are loaded
 with the persister's COPY writer; then, each timed on its own, the subjects taking
 turns R times (best and median printed, so a burst of load on the shared machine
-hits all of them alike), with the CPU seconds of the PostgreSQL backend that ran
-each (load stretches the wall clock, it barely moves those):
-- ours: ``rollup_due`` for every minute (count, sum, min, max and the log-bucket
-  sketch computed in PostgreSQL, upserted into ``metrics_rollup``, then the
-  per-name and per-tag minutes merged from them into ``metrics_namerollup``),
-  then hours merged from those minutes (per series, per name and per tag); the
-  configured tag keys (``OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS``) always include
-  ``env``, which every series carries (``env=bench``), and never ``host`` (one
-  value per series);
+hits all of them alike), with CPU seconds (load stretches the wall clock, it
+barely moves those): of PostgreSQL, the backend serving this connection plus the
+parallel workers it started (read from the postmaster's reaped children, so an
+autovacuum worker ending meanwhile would count too), of which the backend alone,
+and of this process, which plays the rollup worker:
+- ours: ``rollup_due`` for every minute (PostgreSQL reads each series' raw times
+  and values as arrays; numpy in this process computes count, sum, min, max and
+  the log-bucket sketch per series, per name and per tag; one upsert per table
+  writes ``metrics_rollup`` and ``metrics_namerollup``), then hours merged from
+  those minutes in SQL (per series, per name and per tag); the configured tag
+  keys (``OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS``) always include ``env``, which
+  every series carries (``env=bench``), and never ``host`` (one value per series);
 - the same with no tag keys configured (per-name rollups only), to show what the
   per-tag rollups cost;
-- ours, the per-series minute statement alone (``rollups.MINUTE_SQL``), without
-  the per-name merge, to show what each part costs;
 - a plain ``percentile_cont`` GROUP BY per series and minute over the same rows
-  (p50/p95/p99 exact, not mergeable, results fetched, nothing stored);
+  (p50/p95/p99 exact, not mergeable, results fetched, nothing stored; PostgreSQL
+  runs it with parallel workers, whose CPU counts in its PostgreSQL column);
 - the Python ``ddsketch`` package fed the same rows per series and minute, when
   it is installed (the column is skipped otherwise).
 Then query latency through ``metrics_query`` (the API's selector) after the rolled
@@ -59,26 +61,41 @@ FROM metrics_sample WHERE at >= %s AND at < %s GROUP BY 1, 2
 """
 
 
-SERIES_ONLY = "ours: the per-series minute statement alone"
-MINUTES = "ours: minute rollups (sketch in SQL, upsert)"
+MINUTES = "ours: minute rollups (numpy in the worker, upsert)"
 HOURS = "ours: hours merged from the minutes"
 UNTAGGED = " [no tag keys]"
 BASELINE = "plain SQL percentile_cont GROUP BY"
-# CPU seconds of the PostgreSQL backend serving this connection, per subject:
+# CPU seconds per subject, each turn (PostgreSQL, its backend, this process):
 # the machine's load stretches wall-clock times, it barely moves these.
-CPU: dict[str, list[float]] = {}
+CPU: dict[str, list[tuple[float, float, float]]] = {}
+
+
+def _seconds(process: psutil.Process, *, children: bool = False) -> float:
+    times = process.cpu_times()
+    if children:
+        return times.children_user + times.children_system
+    return times.user + times.system
 
 
 @contextmanager
-def backend_cpu(subject: str) -> Iterator[None]:
+def cpu(subject: str) -> Iterator[None]:
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         backend = psutil.Process(cursor.fetchone()[0])
-    before = sum(backend.cpu_times()[:2])
+    postmaster = backend.parent()
+    before = (
+        _seconds(backend),
+        _seconds(postmaster, children=True),
+        time.process_time(),
+    )
     yield
-    CPU.setdefault(subject, []).append(sum(backend.cpu_times()[:2]) - before)
+    used = _seconds(backend) - before[0]
+    workers = _seconds(postmaster, children=True) - before[1]
+    CPU.setdefault(subject, []).append(
+        (used + workers, used, time.process_time() - before[2])
+    )
 
 
 def load(samples: int, start: datetime) -> datetime:
@@ -120,12 +137,12 @@ def ours(start: datetime, end: datetime, label: str = "") -> tuple[float, float,
         )
     later = end + timedelta(days=1)
     started = time.perf_counter()
-    with backend_cpu(MINUTES + label):
+    with cpu(MINUTES + label):
         minutes = rollup_due(
             resolution=Resolution.MINUTE, now=later, grace=timedelta(0), limit=100_000
         )
     rolled = time.perf_counter()
-    with backend_cpu(HOURS + label):
+    with cpu(HOURS + label):
         rollup_due(resolution=Resolution.HOUR, now=later, grace=timedelta(0))
     return rolled - started, time.perf_counter() - rolled, minutes
 
@@ -142,25 +159,11 @@ def ours_untagged(start: datetime, end: datetime) -> tuple[float, float]:
     return minute_seconds, hour_seconds
 
 
-def ours_series_only(start: datetime, end: datetime) -> float:
-    from django.db import connection, transaction
-
-    from apps.metrics.rollups import MINUTE_SQL, WORK_MEM_SQL
-
-    with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE metrics_rollup, metrics_namerollup")
-    started = time.perf_counter()
-    with backend_cpu(SERIES_ONLY), transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(WORK_MEM_SQL)
-        cursor.execute(MINUTE_SQL, {"resolution": "minute", "low": start, "high": end})
-    return time.perf_counter() - started
-
-
 def baseline(start: datetime, end: datetime) -> tuple[float, int]:
     from django.db import connection
 
     started = time.perf_counter()
-    with backend_cpu(BASELINE), connection.cursor() as cursor:
+    with cpu(BASELINE), connection.cursor() as cursor:
         cursor.execute(BASELINE_SQL, [start, end])
         rows = cursor.fetchall()
     return time.perf_counter() - started, len(rows)
@@ -286,7 +289,7 @@ def main(samples: int, repeat: int) -> None:
     end = load(samples, start)
     hours: list[float] = []
     untagged_hours: list[float] = []
-    minutes = 0
+    minutes = series_minutes = 0
 
     def untagged_rollup() -> float:
         minute_seconds, hour_seconds = ours_untagged(start, end)
@@ -299,32 +302,41 @@ def main(samples: int, repeat: int) -> None:
         hours.append(hour_seconds)
         return minute_seconds
 
+    def percentile_cont() -> float:
+        nonlocal series_minutes
+        seconds, series_minutes = baseline(start, end)
+        return seconds
+
     subjects: dict[str, Callable[[], float]] = {
-        # First: it truncates the rollups, and the full run (last of the three)
-        # leaves them for the queries below.
-        SERIES_ONLY: lambda: ours_series_only(start, end),
+        # The full run (the second) leaves its rollups for the queries below.
         MINUTES + UNTAGGED: untagged_rollup,
         MINUTES: minute_rollup,
-        BASELINE: lambda: baseline(start, end)[0],
+        BASELINE: percentile_cont,
     }
     if python_ddsketch(start, start) is not None:
         subjects["Python ddsketch, fed per series-minute"] = lambda: (
             python_ddsketch(start, end) or 0.0
         )
+    print(f"load average before the turns: {_load()}")
     times = turns(subjects, repeat)
     times[HOURS] = hours
     times[HOURS + UNTAGGED] = untagged_hours
     per_m = 1e6 / samples
     print(f"load average after the turns: {_load()}")
-    print(f"{samples:,} raw samples, {baseline(start, end)[1]:,} series-minutes")
+    print(f"{samples:,} raw samples, {series_minutes:,} series-minutes")
     print(f"{'subject':{W}} {'best s':>7} {'median':>7} {'best per 1M':>11}")
     for name, seconds in times.items():
         best, median = min(seconds), statistics.median(seconds)
         print(f"{name:{W}} {best:7.2f} {median:7.2f} {best * per_m:11.2f}")
-    print(f"{'backend CPU s (PostgreSQL process)':{W}} {'best s':>7} {'median':>7}")
-    for name, seconds in CPU.items():
-        best, median = min(seconds), statistics.median(seconds)
-        print(f"{name:{W}} {best:7.2f} {median:7.2f}")
+    print(
+        f"{'CPU s, best / median':{W}} {'PostgreSQL':>11} {'its backend':>11} "
+        f"{'worker':>11}"
+    )
+    for name, turns_cpu in CPU.items():
+        columns = []
+        for figures in zip(*turns_cpu, strict=True):
+            columns.append(f"{min(figures):5.2f}/{statistics.median(figures):5.2f}")
+        print(f"{name:{W}} {' '.join(f'{c:>11}' for c in columns)}")
     if "Python ddsketch, fed per series-minute" not in subjects:
         print("ddsketch is not installed: its row is skipped")
     print(f"minute buckets rolled per turn: {minutes}; turns: {repeat}")
