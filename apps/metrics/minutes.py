@@ -11,11 +11,13 @@ writes them from flat binary arrays (``unnest``; each row's sketch is a slice of
 the flat codes and counts). So PostgreSQL scans and writes, and the counting per
 bucket that cost it most (0.69 s of backend CPU per 1M samples) runs in the
 worker, which scales out. Reads hold about ``ROWS_PER_READ`` samples each, at the
-rate of the read before (the first reads one minute), at most an hour.
+rate of the read before (the first reads one minute), at most an hour. They run
+in psycopg's pipeline mode: PostgreSQL reads the next piece and writes the last
+while numpy computes this one.
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +31,7 @@ from apps.metrics.pgarrays import (
     TIMESTAMPTZ_OID,
     BinaryArray,
     array_cursor,
+    array_length,
     array_values,
     binary_array,
 )
@@ -275,23 +278,52 @@ def minutes_roll(
     """Roll the minutes of ``runs`` ([start, end) of consecutive minutes) per
     series, per name and per tag of ``tag_keys``, in ``connection``'s current
     transaction; the number of samples read."""
-    cursor = array_cursor(connection)
-    samples, span = 0, 1
+    readers = (array_cursor(connection), array_cursor(connection))
+    writer = array_cursor(connection)
+    pieces = _pieces(runs)
+    samples = 0
+    # Pipelined: the next piece is read, and this one's rows written, by
+    # PostgreSQL while this process computes; errors surface at the next fetch.
+    with connection.pipeline():
+        piece = next(pieces, None)
+        if piece is not None:
+            readers[0].execute(READ_SQL, piece, binary=True)
+        turn = 0
+        while piece is not None:
+            rows = readers[turn].fetchall()
+            read = sum(array_length(row[4]) for row in rows)
+            rate = read / ((piece[1] - piece[0]) / MINUTE)
+            span = max(1, min(MINUTES_PER_READ, int(ROWS_PER_READ / max(rate, 1))))
+            piece = _send(pieces, span)
+            if piece is not None:
+                readers[1 - turn].execute(READ_SQL, piece, binary=True)
+            if rows:
+                _write(writer, chunk_roll(rows, tag_keys))
+            samples += read
+            turn = 1 - turn
+    return samples
+
+
+def _pieces(
+    runs: Sequence[tuple[datetime, datetime]],
+) -> Generator[tuple[datetime, datetime], int, None]:
+    """Pieces [start, end) of ``runs``, each as many minutes as sent back after
+    the one before (the first: one)."""
+    span = 1
     for low, high in runs:
         while low < high:
             end = min(high, low + span * MINUTE)
-            cursor.execute(READ_SQL, [low, end], binary=True)
-            rows = cursor.fetchall()
-            read = 0
-            if rows:
-                chunk = chunk_roll(rows, tag_keys)
-                _write(cursor, chunk)
-                read = int(chunk.series.n.sum())
-            rate = read / ((end - low) / MINUTE)
-            span = max(1, min(MINUTES_PER_READ, int(ROWS_PER_READ / max(rate, 1))))
-            samples += read
+            span = yield low, end
             low = end
-    return samples
+
+
+def _send(
+    pieces: Generator[tuple[datetime, datetime], int, None], span: int
+) -> tuple[datetime, datetime] | None:
+    try:
+        return pieces.send(span)
+    except StopIteration:
+        return None
 
 
 def _write(cursor: psycopg.Cursor[Any], chunk: Chunk) -> None:

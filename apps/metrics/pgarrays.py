@@ -50,6 +50,13 @@ def array_values(data: bytes, kind: str) -> npt.NDArray[Any]:
     return np.frombuffer(data, dtype, offset=_HEADER.size)["value"].astype(kind)
 
 
+def array_length(data: bytes) -> int:
+    """The number of elements of a one-dimensional binary array."""
+    if struct.unpack_from(">i", data)[0] == 0:
+        return 0
+    return int(struct.unpack_from(">i", data, 12)[0])
+
+
 class _BinaryArrayDumper(Dumper):
     format = Format.BINARY
     oid = 0  # unspecified: the server takes the statement's cast

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 from django.db import connection
+from psycopg.errors import DataError
 
 from apps.metrics import minutes
 from apps.metrics.buffer import MINUTE_US
@@ -323,3 +324,19 @@ def test_minutes_roll__a_read_per_minute__same_rows_as_one_read(monkeypatch):
     assert len(reads) == 7
     assert same(rollup_rows("t.reads")[0], whole[0])
     assert same(rollup_rows("t.reads")[1], whole[1])
+
+
+@pytest.mark.django_db
+def test_minutes_roll__a_write_fails_in_the_pipeline__run_raises_minutes_stay_due(
+    monkeypatch,
+):
+    SampleWriter(database=default_database).write(mixed_samples("t.fails"))
+    # The name rows' upsert of the first piece fails; the next read is already
+    # queued behind it.
+    monkeypatch.setattr(minutes, "NAME_UPSERT", "SELECT 1 / 0")
+
+    with pytest.raises(DataError, match="division by zero"):
+        rollup_due(resolution=Resolution.MINUTE, now=LATER, grace=timedelta(0))
+
+    assert PendingRollup.objects.filter(resolution="minute").count() >= 7
+    assert not Rollup.objects.filter(series__name="t.fails").exists()
