@@ -40,9 +40,10 @@ from apps.metrics.sketch import CODE_OFFSET, bucket_codes
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
 MINUTE = timedelta(minutes=1)
-# Samples per read: the worker holds ~100 bytes per sample while it computes
-# (times, values, codes, group numbers, the sorted or counted sketch entries),
-# PostgreSQL ~20 in its hash aggregate (work_mem 64 MB).
+# Samples per read: the worker peaked at 86 MB with pieces of 500k (~170 bytes per
+# sample: the raw arrays, times, values, codes, group numbers, the counted sketch
+# entries, and the next piece arriving), PostgreSQL holds ~20-40 per sample in its
+# hash aggregate (work_mem 64 MB).
 ROWS_PER_READ = 500_000
 MINUTES_PER_READ = 60
 
