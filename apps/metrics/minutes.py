@@ -9,8 +9,8 @@ min, max and sketch (bucket codes ascending, their counts; ``sketch.bucket_codes
 buckets every value as ``sketch.bucket_code`` does), and one upsert per table
 writes them from flat binary arrays (``unnest``; each row's sketch is a slice of
 the flat codes and counts). So PostgreSQL scans and writes, and the counting per
-bucket that cost it most (0.69 s of backend CPU per 1M samples) runs in the
-worker, which scales out. Reads hold about ``ROWS_PER_READ`` samples each, at the
+bucket, most of the SQL statements' 0.9-1.1 s of backend CPU per 1M samples, runs
+in the worker, which scales out. Reads hold about ``ROWS_PER_READ`` samples each, at the
 rate of the read before (the first reads one minute), at most an hour. They run
 in psycopg's pipeline mode: PostgreSQL reads the next piece and writes the last
 while numpy computes this one.

@@ -42,8 +42,8 @@ DELETE FROM metrics_pendingrollup WHERE id IN (
 
 
 # For this transaction only: a minute read's hash aggregate holds its samples'
-# times and values (~20 MB per 1M), and a merge of hours its ids and sketches;
-# at the default 4 MB they spilled to disk.
+# times and values (~20-40 MB per 1M); at the default 4 MB its first form sorted
+# them on disk (external merge, 14 MB).
 WORK_MEM_SQL = "SET LOCAL work_mem = '64MB'"
 # Minute reads are small and many (a backlog is read in ~ROWS_PER_READ pieces):
 # starting two parallel workers for each cost more than the scan they share
