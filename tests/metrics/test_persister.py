@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
 
 from apps.metrics.buffer import Buffer
 from apps.metrics.db import default_database
@@ -30,6 +31,20 @@ def test_flush__samples_over_two_days__every_sample_lands(tmp_path):
     assert {partition_name(now.date()), partition_name(yesterday.date())} <= set(
         partitions_list()
     )
+
+
+def test_partition__made_on_demand__brin_summarizes_ranges_as_they_fill():
+    # An unsummarized range matches every time: a rollup read scans it whole.
+    now = datetime.now(UTC)
+    SampleWriter(database=default_database).write([sample("t.brin", 1.0, at=now)])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT i.reloptions FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid "
+            "JOIN pg_am a ON a.oid = i.relam "
+            "WHERE x.indrelid = %s::regclass AND a.amname = 'brin'",
+            [partition_name(now.date())],
+        )
+        assert cursor.fetchall() == [(["autosummarize=on"],)]
 
 
 def test_flush__postgresql_away_then_back__spills_then_replays_losing_nothing(
