@@ -4,7 +4,10 @@
 
 Uses DATABASE_URL / REDIS_URL when set, else starts embedded servers for the run.
 N raw samples (lognormal values, 100 series, 100 per series and minute) are loaded
-with the persister's COPY writer; then, each timed on its own, the subjects taking
+with the persister's COPY writer and settled as autovacuum keeps them in steady
+ingest (BRIN ranges summarized, partitions analyzed: ``settle``; ``--fresh``
+skips it); then, each
+timed on its own, the subjects taking
 turns R times (best and median printed, so a burst of load on the shared machine
 hits all of them alike), with CPU seconds (load stretches the wall clock, it
 barely moves those): of PostgreSQL, the backend serving this connection plus the
@@ -118,6 +121,26 @@ def load(samples: int, start: datetime) -> datetime:
             batch = []
     writer.write(batch)
     return start + timedelta(minutes=-(-samples // per_minute))
+
+
+def settle() -> None:
+    """Bring the loaded partitions to where autovacuum keeps them in steady
+    ingest, where these samples would arrive over 100 minutes per 1M: each
+    filled BRIN range summarized (``autosummarize``) and statistics taken
+    (autoanalyze, every tenth of a partition new). Both sides read the same."""
+    from django.db import connection
+
+    from apps.metrics.partitions import partitions_list
+
+    with connection.cursor() as cursor:
+        for partition in partitions_list():
+            cursor.execute(
+                "SELECT brin_summarize_new_values(x.indexrelid) FROM pg_index x "
+                "JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_am a ON a.oid = i.relam "
+                "WHERE x.indrelid = %s::regclass AND a.amname = 'brin'",
+                [partition],
+            )
+            cursor.execute(f"ANALYZE {partition}")
 
 
 def ours(start: datetime, end: datetime, label: str = "") -> tuple[float, float, int]:
@@ -272,7 +295,7 @@ def turns(
     return times
 
 
-def main(samples: int, repeat: int) -> None:
+def main(samples: int, repeat: int, *, fresh: bool = False) -> None:
     django_setup()
     from django.conf import settings
     from django.core.management import call_command
@@ -287,6 +310,9 @@ def main(samples: int, repeat: int) -> None:
     start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start -= timedelta(days=1)
     end = load(samples, start)
+    if not fresh:
+        settle()
+    print("partitions: " + ("fresh (no statistics)" if fresh else "settled"))
     hours: list[float] = []
     untagged_hours: list[float] = []
     minutes = series_minutes = 0
@@ -354,6 +380,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--samples", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="roll right after loading, before autovacuum's work (no settle)",
+    )
     arguments = parser.parse_args()
     with servers():
-        main(arguments.samples, arguments.repeat)
+        main(arguments.samples, arguments.repeat, fresh=arguments.fresh)
