@@ -158,8 +158,8 @@ def record_cost(calls: int = 200_000) -> tuple[float, float]:
     return wall / calls * 1e9, cpu / calls * 1e9
 
 
-def main(samples: int) -> None:
-    prepare(samples, tempfile.mkdtemp(prefix="opsconsole-bench-spill-"))
+def main(samples: int, spill_dir: str) -> None:
+    prepare(samples, spill_dir)
     from apps.metrics import process
     from apps.metrics.partitions import partitions_create
 
@@ -219,5 +219,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--samples", type=int, default=500_000)
     arguments = parser.parse_args()
-    with servers():
-        main(arguments.samples)
+    with (
+        servers(),
+        tempfile.TemporaryDirectory(prefix="opsconsole-bench-spill-") as spill,
+    ):
+        main(arguments.samples, spill)
