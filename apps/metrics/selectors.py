@@ -4,7 +4,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import redis
@@ -13,33 +13,30 @@ from django.db import connection, transaction
 
 from apps.core.exceptions import ValidationFailed
 from apps.metrics.buffer import PG_EPOCH
+from apps.metrics.db import raw_connection
 from apps.metrics.dbmonitor import QueryNote, db_key
 from apps.metrics.models import Resolution
 from apps.metrics.retention import retention_days
 from apps.metrics.rollups import SIZE
 from apps.metrics.series import series_hash, tags_tuple
+from apps.metrics.seriesmerge import MergedBucket, series_merge
 from apps.metrics.sketch import code_quantiles, quantile
 
 MAX_BUCKETS = 10_000
 # The rollups of the query over one resolution and [start, end), "b" being the
 # step bucket each falls in: without a tag filter, or with one tag whose key is
 # in OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS, the name's (or name and tag's) own
-# rollups (every series already merged by the rollup task, one row per bucket);
-# with any other filter, the rollups of the name's series whose tags contain it.
+# rollups (every series already merged by the rollup task, one row per bucket).
+# Any other filter merges the rollups of the name's series whose tags contain it
+# in numpy (``seriesmerge``).
 NAME_ROLLUPS_SQL = """
 SELECT date_bin(%(step)s, r.bucket_start, %(start)s) AS b, r.*
 FROM metrics_namerollup r
 WHERE r.name = %(name)s AND r.tag = %(tag)s AND r.resolution = %(resolution)s
   AND r.bucket_start >= %(start)s AND r.bucket_start < %(end)s
 """
-SERIES_ROLLUPS_SQL = """
-SELECT date_bin(%(step)s, r.bucket_start, %(start)s) AS b, r.*
-FROM metrics_rollup r
-WHERE r.series_id = ANY(%(series)s) AND r.resolution = %(resolution)s
-  AND r.bucket_start >= %(start)s AND r.bucket_start < %(end)s
-"""
-# The series a filter matches, looked up first: the rollups are then read by the
-# (resolution, series, bucket) index, without a join (see NO_NESTED_LOOPS_SQL).
+# The series a filter matches, looked up first: their rollups are then read by
+# the (resolution, series, bucket) index.
 MATCHING_SERIES_SQL = (
     "SELECT id FROM metrics_series WHERE name = %(name)s AND tags @> %(tags)s::jsonb"
 )
@@ -48,10 +45,10 @@ MATCHING_SERIES_SQL = (
 def _query_sql(rollups: str) -> str:
     # The plain aggregates per step bucket, and the sketch as it is where the
     # bucket holds one rollup (min() of one array is that array): a step equal
-    # to the resolution over one series or one name merges nothing. Only the
-    # buckets holding several rollups are merged (counts of equal codes added,
-    # codes ascending). Each scan is inlined: a CTE read twice would copy every
-    # sketch into a work table. Python then reads one sketch per bucket.
+    # to the resolution merges nothing. Only the buckets holding several rollups
+    # are merged (counts of equal codes added, codes ascending). Each scan is
+    # inlined: a CTE read twice would copy every sketch into a work table.
+    # Python then reads one sketch per bucket.
     return f"""
 SELECT a.b, a.n, a.s, a.lo, a.hi, coalesce(k.keys, a.keys),
        coalesce(k.counts, a.counts)
@@ -74,7 +71,6 @@ ORDER BY a.b
 
 
 NAME_QUERY_SQL = _query_sql(NAME_ROLLUPS_SQL)
-SERIES_QUERY_SQL = _query_sql(SERIES_ROLLUPS_SQL)
 # For the query's transaction only. Its parts join on the step bucket, never
 # through an index: a nested loop wins only when a side is a few rows, and with
 # rollups written moments ago (statistics that think them few) the planner ran
@@ -127,9 +123,18 @@ def metrics_query(
     with transaction.atomic(), connection.cursor() as cursor:
         if tag is None:
             cursor.execute(MATCHING_SERIES_SQL, params)
-            params["series"] = [row[0] for row in cursor.fetchall()]
+            series = [row[0] for row in cursor.fetchall()]
+            merged = series_merge(
+                connection=raw_connection(),
+                series=series,
+                resolution=resolution,
+                start=start,
+                end=end,
+                step=step,
+            )
+            return resolution, [_merged_bucket(m, start, step) for m in merged]
         cursor.execute(NO_NESTED_LOOPS_SQL)
-        cursor.execute(SERIES_QUERY_SQL if tag is None else NAME_QUERY_SQL, params)
+        cursor.execute(NAME_QUERY_SQL, params)
         return resolution, [_bucket(*row) for row in cursor.fetchall()]
 
 
@@ -159,6 +164,15 @@ def _bucket(
         keys, counts, (0.5, 0.95, 0.99), lowest=low, highest=high
     )
     return Bucket(start, count, total, low, high, total / count, p50, p95, p99)
+
+
+def _merged_bucket(merged: MergedBucket, start: datetime, step: int) -> Bucket:
+    # As date_bin's buckets come back from PostgreSQL: in UTC.
+    at = start.astimezone(UTC) + merged.index * timedelta(seconds=step)
+    average = merged.sum / merged.count
+    return Bucket(
+        at, merged.count, merged.sum, merged.min, merged.max, average, *merged.quantiles
+    )
 
 
 def _json(tags: dict[str, str]) -> str:

@@ -1,10 +1,10 @@
 """The query selector merges many series' rollups per step bucket: exact count, sum,
 min and max, and percentiles within the sketch's stated relative accuracy."""
 
-import json
 import math
 import random
 import uuid
+from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -13,18 +13,25 @@ from django.db import connection, transaction
 from hypothesis import given
 from hypothesis import strategies as st
 
+from apps.metrics import seriesmerge
 from apps.metrics.db import default_database
 from apps.metrics.models import Resolution, Rollup, Series
 from apps.metrics.rollups import rollup_due
 from apps.metrics.selectors import (
+    NAME_QUERY_SQL,
+    NAME_ROLLUPS_SQL,
     NO_NESTED_LOOPS_SQL,
-    SERIES_QUERY_SQL,
-    SERIES_ROLLUPS_SQL,
     Bucket,
     metrics_query,
+    resolution_for,
     rollup_tag,
 )
-from apps.metrics.sketch import RELATIVE_ACCURACY, quantile, quantiles
+from apps.metrics.sketch import (
+    RELATIVE_ACCURACY,
+    code_quantiles,
+    quantile,
+    quantiles,
+)
 from apps.metrics.storage import SampleWriter
 from tests.metrics.conftest import sample
 
@@ -235,36 +242,148 @@ def test_rollup_tag__filter__the_name_or_tag_rollup_or_none(tags, expected_tag):
     assert rollup_tag(tags=tags) == expected_tag
 
 
-def test_query__series_merge_on_fresh_rollups__scans_its_rollups_a_few_times(raw):
-    # Rollups written moments ago (the planner's statistics think them few): the
-    # merge must not be re-run per bucket. It once read 14M buffers for ~400
-    # rollups (~14,000 times one scan of them), minutes per query.
-    params = {
-        "name": raw[0],
-        "tag": None,
-        "tags": json.dumps({"env": "prod"}),
+def blocks(statement: str, params: dict, *, nested_loops: bool = True) -> int:
+    """Shared buffers ``statement`` reads, in a transaction of its own as
+    metrics_query runs it (without nested loops for the name query)."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        if not nested_loops:
+            cursor.execute(NO_NESTED_LOOPS_SQL)
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, params)
+        plan = cursor.fetchone()[0][0]["Plan"]
+    return plan["Shared Hit Blocks"] + plan["Shared Read Blocks"]
+
+
+def minute_params(name: str, **extra) -> dict:
+    return {
+        "name": name,
         "resolution": Resolution.MINUTE.value,
         "start": HOUR,
         "end": HOUR + timedelta(hours=4),
         "step": timedelta(minutes=1),
-        "series": list(
-            Series.objects.filter(
-                name=raw[0], tags__contains={"env": "prod"}
-            ).values_list("id", flat=True)
-        ),
+        **extra,
     }
-    one_scan = f"SELECT count(*) FROM ({SERIES_ROLLUPS_SQL}) r"  # noqa: S608
 
-    def blocks(statement: str) -> int:
-        # As metrics_query runs it: in a transaction of its own settings.
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(NO_NESTED_LOOPS_SQL)
-            cursor.execute(
-                "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, params
-            )
-            plan = cursor.fetchone()[0][0]["Plan"]
-        return plan["Shared Hit Blocks"] + plan["Shared Read Blocks"]
 
-    assert Rollup.objects.filter(series__name=raw[0], resolution="minute").exists()
+def test_query__name_rollups_fresh__scans_them_a_few_times(raw):
+    # Rollups written moments ago (the planner's statistics think them few): the
+    # merge must not be re-run per bucket. It once read 14M buffers for ~400
+    # rollups (~14,000 times one scan of them), minutes per query.
+    params = minute_params(raw[0], tag="")
+    one_scan = f"SELECT count(*) FROM ({NAME_ROLLUPS_SQL}) r"  # noqa: S608
+    assert blocks(one_scan, params) > 0
     # It scans them three times (aggregates, buckets to merge, sketches).
-    assert blocks(SERIES_QUERY_SQL) < 10 * blocks(one_scan)
+    assert blocks(NAME_QUERY_SQL, params, nested_loops=False) < 10 * blocks(
+        one_scan, params
+    )
+
+
+def test_series_merge__fresh_rollups__reads_each_series_rollups_once(raw):
+    # One index range scan per series, whatever the planner thinks of them.
+    series = list(
+        Series.objects.filter(name=raw[0], tags__contains={"env": "prod"}).values_list(
+            "id", flat=True
+        )
+    )
+    params = minute_params(raw[0], series=series)
+    one_scan = (
+        "SELECT count(*) FROM metrics_rollup WHERE series_id = ANY(%(series)s) "
+        "AND resolution = %(resolution)s "
+        "AND bucket_start >= %(start)s AND bucket_start < %(end)s"
+    )
+    assert len(series) == 2
+    assert blocks(one_scan, params) > 0
+    assert blocks(seriesmerge.READ_SQL, params) < 3 * blocks(one_scan, params)
+
+
+def merged_in_python(
+    name: str, tags: dict[str, str], start: datetime, end: datetime, step: int
+) -> list[Bucket]:
+    """The step buckets of the matching series' rollups in [start, end), merged
+    one rollup at a time in Python, as the SQL merge did before numpy."""
+    width = timedelta(seconds=step)
+    resolution = resolution_for(step=step)
+    found: dict[datetime, list[Rollup]] = {}
+    for rollup in Rollup.objects.filter(
+        series__name=name,
+        series__tags__contains=tags,
+        resolution=resolution,
+        bucket_start__gte=start,
+        bucket_start__lt=end,
+    ):
+        at = start + (rollup.bucket_start - start) // width * width
+        found.setdefault(at, []).append(rollup)
+    buckets = []
+    for at, rollups in sorted(found.items()):
+        sketch: Counter[int] = Counter()
+        for rollup in rollups:
+            sketch.update(
+                dict(zip(rollup.sketch_keys, rollup.sketch_counts, strict=True))
+            )
+        codes = sorted(sketch)
+        count, total = sum(r.count for r in rollups), sum(r.sum for r in rollups)
+        low, high = min(r.min for r in rollups), max(r.max for r in rollups)
+        percentiles = code_quantiles(
+            codes,
+            [sketch[c] for c in codes],
+            (0.5, 0.95, 0.99),
+            lowest=low,
+            highest=high,
+        )
+        buckets.append(Bucket(at, count, total, low, high, total / count, *percentiles))
+    return buckets
+
+
+@pytest.mark.parametrize(
+    ("tags", "offset", "hours", "step"),
+    [
+        # Hour 1 has no samples: no bucket for it, at either resolution.
+        ({"env": "prod", "host": "b"}, timedelta(0), 4, 3600),
+        ({"env": "prod", "host": "b"}, timedelta(0), 4, 600),
+        ({"host": "a"}, timedelta(0), 4, 60),  # one series, its rollups as they are
+        ({"host": "b"}, timedelta(0), 4, 1200),  # negative values
+        ({"host": "c"}, timedelta(0), 4, 3600),  # the zero bucket holds the p50
+        # Buckets straddling the window's start and end, off the rollups' grid.
+        ({"env": "prod", "host": "a"}, timedelta(minutes=7, seconds=30), 3, 120),
+        ({"env": "prod", "host": "b"}, timedelta(minutes=30), 3, 7200),
+        ({"env": "dev", "host": "c"}, timedelta(minutes=90), 2, 3600),
+    ],
+)
+def test_query__series_merge__same_buckets_as_merging_rollup_by_rollup(
+    raw, settings, tags, offset, hours, step
+):
+    settings.OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS = []
+    start = HOUR + offset
+    end = start + timedelta(hours=hours)
+
+    _, got = metrics_query(name=raw[0], tags=tags, start=start, end=end, step=step)
+
+    want = merged_in_python(raw[0], tags, start, end, step)
+    assert want
+    assert all(b.start.utcoffset() == timedelta(0) for b in got)
+    assert_same_buckets(got, want)
+
+
+def test_query__series_merge_in_several_reads__same_buckets_as_in_one(
+    raw, settings, monkeypatch
+):
+    settings.OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS = []  # env=prod: two series merged
+    monkeypatch.setattr(seriesmerge, "ROLLUPS_PER_READ", 10**6)
+    whole = query_all(raw[0], {"env": "prod"})
+    monkeypatch.setattr(seriesmerge, "ROLLUPS_PER_READ", 1)  # a read per series
+
+    pieces = query_all(raw[0], {"env": "prod"})
+
+    assert all(whole.values())
+    for step, buckets in whole.items():
+        assert_same_buckets(pieces[step], buckets)
+
+
+def test_query__matching_series_without_rollups_in_the_window__no_buckets(raw):
+    _, buckets = metrics_query(
+        name=raw[0],
+        tags={"env": "prod", "host": "a"},
+        start=HOUR - timedelta(days=3),
+        end=HOUR - timedelta(days=2),
+        step=3600,
+    )
+    assert buckets == []
