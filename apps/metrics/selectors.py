@@ -124,15 +124,7 @@ def metrics_query(
         if tag is None:
             cursor.execute(MATCHING_SERIES_SQL, params)
             series = [row[0] for row in cursor.fetchall()]
-            merged = series_merge(
-                connection=raw_connection(),
-                series=series,
-                resolution=resolution,
-                start=start,
-                end=end,
-                step=step,
-            )
-            return resolution, [_merged_bucket(m, start, step) for m in merged]
+            return resolution, _series_buckets(series, resolution, start, end, step)
         cursor.execute(NO_NESTED_LOOPS_SQL)
         cursor.execute(NAME_QUERY_SQL, params)
         return resolution, [_bucket(*row) for row in cursor.fetchall()]
@@ -166,8 +158,26 @@ def _bucket(
     return Bucket(start, count, total, low, high, total / count, p50, p95, p99)
 
 
+def _series_buckets(
+    series: list[int],
+    resolution: Resolution,
+    start: datetime,
+    end: datetime,
+    step: int,
+) -> list[Bucket]:
+    merged = series_merge(
+        connection=raw_connection(),
+        series=series,
+        resolution=resolution,
+        start=start,
+        end=end,
+        step=step,
+    )
+    return [_merged_bucket(bucket, start, step) for bucket in merged]
+
+
 def _merged_bucket(merged: MergedBucket, start: datetime, step: int) -> Bucket:
-    # As date_bin's buckets come back from PostgreSQL: in UTC.
+    # As date_bin's buckets came back from PostgreSQL: in UTC.
     at = start.astimezone(UTC) + merged.index * timedelta(seconds=step)
     average = merged.sum / merged.count
     return Bucket(

@@ -7,11 +7,12 @@ sums, mins, maxes and sketch lengths, and their sketches' codes and counts
 concatenated (``array_send`` less its 20-byte header: each element's length and
 value, which one numpy dtype reads). So a million sketch entries cost no Python
 object, and PostgreSQL only scans and serializes: merging in SQL (``unnest``, a
-sum per step bucket and code) took 4.5-5.5x its backend CPU (benchmarks/RESULTS.md,
-session 13). A read holds the series of about ``ROLLUPS_PER_READ`` rollups, so
-memory stays bounded whatever the number of series; reads are pipelined,
-PostgreSQL reading the next while numpy folds this one into the step buckets'
-figures and merged sketch entries (``minutes.sketch_entries``).
+sum per step bucket and code) took 4.5-5x its CPU for 100 series
+(benchmarks/RESULTS.md, session 13). A read holds the series of about
+``ROLLUPS_PER_READ`` rollups (at least one series), so memory does not grow with
+the number of series; reads are pipelined, PostgreSQL reading the next while
+numpy folds this one into the step buckets' figures and merged sketch entries
+(``minutes.sketch_entries``).
 """
 
 from collections.abc import Sequence
