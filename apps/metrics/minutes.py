@@ -61,25 +61,31 @@ FROM unnest(%(owner)b::int8[], %(b)b::timestamptz[], %(n)b::int8[], %(s)b::float
             %(lo)b::float8[], %(hi)b::float8[], %(first)b::int4[], %(last)b::int4[])
      AS r(owner, b, n, s, lo, hi, first, last)
 """
-_UPSERT = """
+
+
+def rollup_upsert_sql(table: str, owner: str, select: str) -> str:
+    """INSERT ``select``'s rows into a rollup ``table`` keyed by ``owner``
+    (``series_id``, or ``name, tag``), replacing the rows already there: the
+    one upsert of every resolution, so reruns and late samples replace rows."""
+    return f"""
 INSERT INTO {table} (resolution, {owner}, bucket_start, count, sum, min, max,
                      sketch_keys, sketch_counts, rolled_at)
-{rows}
+{select}
 ON CONFLICT (resolution, {owner}, bucket_start) DO UPDATE SET
     count = EXCLUDED.count, sum = EXCLUDED.sum, min = EXCLUDED.min,
     max = EXCLUDED.max, sketch_keys = EXCLUDED.sketch_keys,
     sketch_counts = EXCLUDED.sketch_counts, rolled_at = EXCLUDED.rolled_at
 """
-SERIES_UPSERT = _UPSERT.format(
-    table="metrics_rollup", owner="series_id", rows=_ROWS.format(owner="r.owner")
+
+
+SERIES_UPSERT = rollup_upsert_sql(
+    "metrics_rollup", "series_id", _ROWS.format(owner="r.owner")
 )
 # The owners of the per-name rows: positions in the ``names``/``tags`` arrays.
-NAME_UPSERT = _UPSERT.format(
-    table="metrics_namerollup",
-    owner="name, tag",
-    rows=_ROWS.format(
-        owner="(%(names)s::text[])[r.owner], (%(tags)s::text[])[r.owner]"
-    ),
+NAME_UPSERT = rollup_upsert_sql(
+    "metrics_namerollup",
+    "name, tag",
+    _ROWS.format(owner="(%(names)s::text[])[r.owner], (%(tags)s::text[])[r.owner]"),
 )
 
 

@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from apps.metrics.db import raw_connection
-from apps.metrics.minutes import minutes_roll
+from apps.metrics.minutes import minutes_roll, rollup_upsert_sql
 from apps.metrics.models import Resolution
 
 SIZE = {
@@ -49,20 +49,6 @@ WORK_MEM_SQL = "SET LOCAL work_mem = '64MB'"
 # starting two parallel workers for each cost more than the scan they share
 # (0.94 against 0.66 s of PostgreSQL CPU per 1M samples, workers included).
 SERIAL_SQL = "SET LOCAL max_parallel_workers_per_gather = 0"
-
-
-def _upsert(table: str, owner: str, select: str) -> str:
-    """INSERT ``select``'s rows into a rollup ``table`` keyed by ``owner``
-    (``series_id``, or ``name, tag``), replacing the rows already there."""
-    return f"""
-INSERT INTO {table} (resolution, {owner}, bucket_start, count, sum, min, max,
-                     sketch_keys, sketch_counts, rolled_at)
-{select}
-ON CONFLICT (resolution, {owner}, bucket_start) DO UPDATE SET
-    count = EXCLUDED.count, sum = EXCLUDED.sum, min = EXCLUDED.min,
-    max = EXCLUDED.max, sketch_keys = EXCLUDED.sketch_keys,
-    sketch_counts = EXCLUDED.sketch_counts, rolled_at = EXCLUDED.rolled_at
-"""
 
 
 def _merge(source: str, table: str, owner: str = "owner") -> str:
@@ -115,12 +101,12 @@ def _due(owner: str, table: str, where: str = "TRUE") -> str:
 # never raw). Only the tags of keys still configured: a key taken out of the
 # setting stops at every resolution at once.
 MERGE_SQL = [
-    _upsert(
+    rollup_upsert_sql(
         "metrics_rollup",
         "series_id",
         _merge(_due("series_id AS owner", "metrics_rollup"), "metrics_rollup"),
     ),
-    _upsert(
+    rollup_upsert_sql(
         "metrics_namerollup",
         "name, tag",
         _merge(
@@ -137,7 +123,7 @@ MERGE_SQL = [
 # A key added to the setting: the per-tag rollups of the buckets already
 # rolled, merged from the series' rollups of the same resolution (hours from
 # series hours, not tag minutes: the same counts, and hours outlive minutes).
-TAGS_BACKFILL_SQL = _upsert(
+TAGS_BACKFILL_SQL = rollup_upsert_sql(
     "metrics_namerollup",
     "name, tag",
     _merge(
