@@ -49,6 +49,13 @@ WORK_MEM_SQL = "SET LOCAL work_mem = '64MB'"
 # starting two parallel workers for each cost more than the scan they share
 # (0.94 against 0.66 s of PostgreSQL CPU per 1M samples, workers included).
 SERIAL_SQL = "SET LOCAL max_parallel_workers_per_gather = 0"
+# Rollup runs share this lock (they may overlap: claims skip each other's
+# buckets); a tags backfill chunk takes it alone. Otherwise a chunk could merge
+# series rollups from before a concurrent re-roll and, its upsert waiting on
+# that re-roll's row, write the stale merge over the fresh per-tag row.
+_LOCK_KEY = 0x726F6C6C  # "roll"
+SHARED_LOCK_SQL = f"SELECT pg_advisory_xact_lock_shared({_LOCK_KEY})"
+ALONE_LOCK_SQL = f"SELECT pg_advisory_xact_lock({_LOCK_KEY})"
 
 
 def _merge(source: str, table: str, owner: str = "owner") -> str:
@@ -162,6 +169,7 @@ def rollup_due(
         buckets = sorted(row[0] for row in cursor.fetchall())
         if not buckets:
             return 0
+        cursor.execute(SHARED_LOCK_SQL)
         params = {
             "resolution": resolution.value,
             "tag_keys": list(settings.OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS),
@@ -222,6 +230,7 @@ def tags_backfill(*, keys: list[str]) -> dict[str, int]:
         while low is not None and low <= last:
             params = {"resolution": resolution.value, "tag_keys": keys, "low": low}
             with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(ALONE_LOCK_SQL)
                 cursor.execute(WORK_MEM_SQL)
                 cursor.execute(TAGS_BACKFILL_SQL, {**params, "high": low + chunk})
                 written[resolution.value] += cursor.rowcount

@@ -4,10 +4,12 @@ retention drops whole partitions."""
 import math
 import uuid
 from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from django.db.migrations.executor import MigrationExecutor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,6 +29,7 @@ from apps.metrics.services import retention_apply, rollups_backfill_tags
 from apps.metrics.sketch import CODE_OFFSET, RELATIVE_ACCURACY, code_quantiles
 from apps.metrics.storage import SampleWriter
 from tests.metrics.conftest import sample
+from tests.procs import wait_until
 
 pytestmark = pytest.mark.django_db
 HOUR = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
@@ -519,3 +522,76 @@ def test_runs__consecutive_buckets__one_range_each_split_at_gaps():
         (HOUR + 200 * minute, HOUR + 201 * minute),
         (HOUR + 202 * minute, HOUR + 204 * minute),
     ]
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_tags_backfill__during_a_late_re_roll__per_tag_row_is_the_fresh_merge(
+    settings,
+):
+    # Given env's rollups, and a late prod sample whose minute is re-rolling
+    # now: it has written its rows and waits, uncommitted, to mark its hour
+    settings.OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS = ["env"]
+    write_tagged("t.tagrace")
+    roll_all(now=HOUR + timedelta(days=2))
+    SampleWriter(database=default_database).write(
+        [sample("t.tagrace", 1000.0, at=HOUR + timedelta(seconds=5), **TAGGED[0])]
+    )
+    holder = connections.create_connection("default")
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute("BEGIN")
+            cursor.execute(
+                "INSERT INTO metrics_pendingrollup (resolution, bucket_start) "
+                "VALUES ('hour', %s)",
+                [HOUR],
+            )
+            roll = in_thread(
+                lambda: rollup_due(
+                    resolution=Resolution.MINUTE, now=LATER, grace=timedelta(0)
+                )
+            )
+            waiting_sessions(1)
+
+            # When the backfill runs meanwhile, and the re-roll then commits
+            fill = in_thread(lambda: rollups_backfill_tags(keys=["env"]))
+            waiting_sessions(2)
+            cursor.execute("ROLLBACK")
+    finally:
+        holder.close()
+    roll.result(timeout=30)
+    fill.result(timeout=30)
+
+    # Then prod's minute holds the late sample, as its series rollups merged do
+    want = series_merged("t.tagrace", "minute", env="prod")
+    got = tag_rows("t.tagrace", "env=prod", "minute")
+    assert got[0][4] == 1000.0
+    assert same_rows(got, want)
+
+
+def in_thread(work: Callable[[], object]) -> Future:
+    """``work`` on a thread of its own (its own connection, closed after)."""
+
+    def run() -> object:
+        try:
+            return work()
+        finally:
+            connection.close()
+
+    pool = ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(run)
+    pool.shutdown(wait=False)
+    return future
+
+
+def waiting_sessions(count: int) -> None:
+    """Until ``count`` sessions of the test database wait on a lock."""
+
+    def waiting() -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            return cursor.fetchone()[0] == count
+
+    wait_until(waiting, timeout=30, what=f"{count} sessions waiting on a lock")
