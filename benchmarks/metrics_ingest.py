@@ -18,10 +18,17 @@ each subject also prints the process CPU time per row, and the whole path splits
 it into the producer thread (the caller's loop: f-string, tags dict, record())
 and the rest (the persister thread). Producer and persister share one GIL, so
 1e9 / (CPU ns per sample) is the most this process could reach on one idle core:
-its ceiling, printed next to 0.8 of raw COPY.
+its ceiling, printed next to 0.8 of raw COPY. Each subject also prints
+PostgreSQL's CPU per row (its postmaster and backends, when the server is local).
+
+Last, the floor: the same producer loop around the least any pure-Python
+``record()`` must do (find the series by name and tags, read the clock, append
+24 packed bytes; none of the checks), and the one-GIL ceiling that floor leaves
+with the persister's share as measured, next to 0.8 of raw COPY.
 """
 
 import argparse
+import contextlib
 import os
 import tempfile
 import time
@@ -29,6 +36,8 @@ import timeit
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+import psutil
 
 from benchmarks.flags_common import django_setup, servers
 
@@ -69,30 +78,78 @@ def check_landed(expected: int, subject: str) -> None:
 class Figure:
     rate: float  # rows per second, wall clock
     cpu_ns: float  # process CPU time per row
+    server_ns: float | None  # PostgreSQL's CPU time per row (None: not local)
     producer_ns: float = 0.0  # of which the producer thread (whole path only)
 
 
-def whole_path(samples: int) -> Figure:
+def server_cpu() -> float | None:
+    """CPU seconds PostgreSQL has used so far: its postmaster, the children
+    running now and those it has reaped (None when the server is not local)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    try:
+        postmaster = psutil.Process(backend).parent()
+        if postmaster is None:
+            return None
+        times = postmaster.cpu_times()
+        total = times.user + times.system + times.children_user + times.children_system
+        for child in postmaster.children():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = child.cpu_times()
+                total += times.user + times.system
+    except psutil.Error:
+        return None
+    return total
+
+
+def per_row(before: float | None, after: float | None, rows: int) -> float | None:
+    return None if before is None or after is None else (after - before) / rows * 1e9
+
+
+def whole_path(samples: int, *, made_before: bool) -> Figure:
+    """``record()`` of ``samples`` until the persister has flushed them; the
+    inputs made in the loop (f-string, tags dict) or, as raw COPY's rows are,
+    before the timing (``made_before``)."""
     from apps import metrics
-    from apps.metrics import process
 
     metrics.record("bench.warmup", 0.0)  # start the persister outside the timing
+    all_flushed()
+    tags = [{"host": f"h{n}"} for n in range(SERIES)]
+    inputs = [("bench.ingest", float(n), tags[n % SERIES]) for n in range(samples)]
+    server = server_cpu()
     start, cpu, producer = time.perf_counter(), time.process_time(), time.thread_time()
-    for n in range(samples):
-        metrics.record("bench.ingest", float(n), {"host": f"h{n % SERIES}"})
+    if made_before:
+        for name, value, tagged in inputs:
+            metrics.record(name, value, tagged)
+    else:
+        for n in range(samples):
+            metrics.record("bench.ingest", float(n), {"host": f"h{n % SERIES}"})
     producer = time.thread_time() - producer
-    target = samples + 1
-    while (stats := process.persister_stats()) is None or stats.flushed < target:
-        time.sleep(0.005)
+    all_flushed()
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return Figure(samples / wall, cpu / samples * 1e9, producer / samples * 1e9)
+    server = per_row(server, server_cpu(), samples)
+    return Figure(samples / wall, cpu / samples * 1e9, server, producer / samples * 1e9)
+
+
+def all_flushed() -> None:
+    """Wait until the persister has flushed every sample recorded so far."""
+    from apps.metrics import process
+
+    while (
+        stats := process.persister_stats()
+    ) is None or stats.flushed < stats.recorded:
+        time.sleep(0.005)
 
 
 def timed(subject: Callable[[], None], rows: int) -> Figure:
+    server = server_cpu()
     start, cpu = time.perf_counter(), time.process_time()
     subject()
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return Figure(rows / wall, cpu / rows * 1e9)
+    return Figure(rows / wall, cpu / rows * 1e9, per_row(server, server_cpu(), rows))
 
 
 def series_ids() -> list[int]:
@@ -158,18 +215,60 @@ def record_cost(calls: int = 200_000) -> tuple[float, float]:
     return wall / calls * 1e9, cpu / calls * 1e9
 
 
+def producer_floor(calls: int = 500_000) -> float:
+    """CPU ns per sample of a loop over inputs made before, calling the least
+    any pure-Python ``record()`` must do: find the series by (name, tags), read
+    the clock and append 24 packed bytes (no validation, no bound, no finite
+    check); best of three."""
+    from time import time_ns
+
+    from apps.metrics.buffer import PACK
+
+    known = {("bench.floor", ("host", f"h{n}")): n for n in range(SERIES)}
+    tags = [{"host": f"h{n}"} for n in range(SERIES)]
+    inputs = [("bench.floor", float(n), tags[n % SERIES]) for n in range(calls)]
+    data = bytearray()
+
+    def least(name: str, value: float, tags: dict[str, str]) -> None:
+        nonlocal data
+        data += PACK(known[(name, *tags.items())], time_ns(), value)
+
+    best = float("inf")
+    for _ in range(3):
+        data.clear()
+        start = time.thread_time()
+        for name, value, tagged in inputs:
+            least(name, value, tagged)
+        best = min(best, time.thread_time() - start)
+    return best / calls * 1e9
+
+
 def main(samples: int, spill_dir: str) -> None:
     prepare(samples, spill_dir)
-    from apps.metrics import process
-    from apps.metrics.partitions import partitions_create
+    from django.db import connection
 
-    partitions_create(
-        days=[datetime.now(UTC).date() + timedelta(days=d) for d in (0, 1)]
-    )
+    from apps.metrics import process
+    from apps.metrics.partitions import partition_name, partitions_create
+
+    days = [datetime.now(UTC).date() + timedelta(days=d) for d in (0, 1)]
+    partitions_create(days=days)
+    # An autovacuum analyze of one subject's rows ran during the next subject
+    # (raw COPY at 0.85M rows/s against 1.75-2.0M, PostgreSQL's CPU per row
+    # doubled): none during the run, for every subject alike.
+    with connection.cursor() as cursor:
+        for day in days:
+            cursor.execute(
+                f"ALTER TABLE {partition_name(day)} SET (autovacuum_enabled = false)"
+            )
     print(f"load average at the start: {load()}")
-    truncate()
-    results = [("record → buffer → persister", whole_path(samples))]
-    check_landed(samples + 1, "whole path")  # and the warm-up sample
+    results = []
+    for name, made_before in (
+        ("record → persister, made in loop", False),
+        ("record → persister, made before", True),
+    ):
+        truncate()
+        results.append((name, whole_path(samples, made_before=made_before)))
+        check_landed(samples + 1, name)  # and the warm-up sample
     data = rows(samples, series_ids())
     for name, subject in (
         ("Django bulk_create", bulk_create),
@@ -184,31 +283,40 @@ def main(samples: int, spill_dir: str) -> None:
         f"record() per call on the caller's thread: {wall:,.0f} ns wall, "
         f"{cpu:,.0f} ns of its CPU"
     )
+    floor, whole, copy = producer_floor(), results[1][1], results[3][1].rate
+    rest = whole.cpu_ns - whole.producer_ns
+    print(
+        f"floor: a loop over inputs made before, calling the least a Python "
+        f"record() must do, costs {floor:,.0f} ns; with the persister's "
+        f"{rest:,.0f} ns the one-GIL ceiling is {1e9 / (floor + rest):,.0f} "
+        f"samples/s (0.8 of raw COPY is {0.8 * copy:,.0f}: "
+        f"{1e9 / (0.8 * copy):,.0f} ns per sample)"
+    )
     print(f"load average at the end: {load()}")
     process.shutdown()  # flush the cost run's samples before the servers stop
 
 
 def report(samples: int, results: list[tuple[str, Figure]]) -> None:
-    bulk, copy = results[1][1].rate, results[2][1].rate
+    bulk, copy = results[2][1].rate, results[3][1].rate
     print(f"{samples:,} samples over {SERIES} series, one run, side by side")
     print(
-        f"{'subject':32} {'rows/s':>10} {'x bulk':>7} {'x COPY':>7} {'CPU ns/row':>11}"
+        f"{'subject':34} {'rows/s':>10} {'x bulk':>7} {'x COPY':>7} "
+        f"{'CPU ns/row':>11} {'server ns/row':>14}"
     )
     for name, figure in results:
+        server = "n/a" if figure.server_ns is None else f"{figure.server_ns:,.0f}"
         print(
-            f"{name:32} {figure.rate:10,.0f} {figure.rate / bulk:7.2f} "
-            f"{figure.rate / copy:7.2f} {figure.cpu_ns:11,.0f}"
+            f"{name:34} {figure.rate:10,.0f} {figure.rate / bulk:7.2f} "
+            f"{figure.rate / copy:7.2f} {figure.cpu_ns:11,.0f} {server:>14}"
         )
-    whole = results[0][1]
-    print(
-        f"whole path CPU per sample: producer thread {whole.producer_ns:,.0f} ns, "
-        f"persister and the rest {whole.cpu_ns - whole.producer_ns:,.0f} ns"
-    )
-    ceiling = 1e9 / whole.cpu_ns
-    print(
-        f"one-GIL ceiling at that cost: {ceiling:,.0f} samples/s "
-        f"({ceiling / copy:.2f} of raw COPY; 0.8 of raw COPY is {0.8 * copy:,.0f})"
-    )
+    for name, whole in results[:2]:
+        ceiling = 1e9 / whole.cpu_ns
+        print(
+            f"{name}: CPU per sample, producer thread {whole.producer_ns:,.0f} ns, "
+            f"persister and the rest {whole.cpu_ns - whole.producer_ns:,.0f} ns; "
+            f"one-GIL ceiling {ceiling:,.0f} samples/s ({ceiling / copy:.2f} of raw "
+            f"COPY)"
+        )
 
 
 def load() -> str:
