@@ -1,7 +1,8 @@
 """The DB query monitor: every query through Django's cursors, timed and fingerprinted.
 
 An execute wrapper, added to each connection as it is created, times the query
-and notes it in this process: its normalised fingerprint (literals and
+(statements run on raw psycopg cursors, which it does not see, are timed by
+``noted``) and notes it in this process: its normalised fingerprint (literals and
 placeholders as ``?``, lists as ``(...)``), the recent and the slow ones (over
 ``OPSCONSOLE_DB_SLOW_QUERY_MS``) in small bounded deques, and per fingerprint a
 count, the total time and a log-bucket latency sketch (apps.metrics.sketch) for
@@ -17,7 +18,8 @@ import re
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
@@ -138,6 +140,17 @@ def db_key(name: str) -> str:
 
 
 MONITOR = Monitor()
+
+
+@contextmanager
+def noted(sql: str) -> Iterator[None]:
+    """Note ``sql`` with the time the block takes: a statement on a raw psycopg
+    cursor, or a whole COPY (``with noted(COPY_SQL), cursor.copy(COPY_SQL)``)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        MONITOR.note(sql, (time.perf_counter() - started) * 1000)
 
 
 def install(connection: BaseDatabaseWrapper, **_: Any) -> None:

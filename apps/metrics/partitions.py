@@ -9,12 +9,14 @@ from django.db import connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from apps.metrics.db import raw_connection
+from apps.metrics.dbmonitor import noted
 
 PARENT = "metrics_sample"
 PREFIX = f"{PARENT}_p"
 # Serialises partition DDL across processes (two CREATE ... IF NOT EXISTS racing
 # can still collide on the catalog).
 _LOCK_KEY = 0x6D657472  # "metr"
+LOCK_SQL = "SELECT pg_advisory_xact_lock(%s)"
 
 
 def partition_name(day: date) -> str:
@@ -37,13 +39,17 @@ def partitions_create(
     """Create the partitions of ``days`` that do not exist yet."""
     raw = raw_connection(database)
     with raw.transaction(), raw.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
+        with noted(LOCK_SQL):
+            cursor.execute(LOCK_SQL, [_LOCK_KEY])
         for day in sorted(set(days)):
-            cursor.execute(
+            create = (
                 f"CREATE TABLE IF NOT EXISTS {partition_name(day)} PARTITION OF {PARENT} "
-                "FOR VALUES FROM (%s) TO (%s)",
-                [_midnight(day), _midnight(day + timedelta(days=1))],
+                "FOR VALUES FROM (%s) TO (%s)"
             )
+            with noted(create):
+                cursor.execute(
+                    create, [_midnight(day), _midnight(day + timedelta(days=1))]
+                )
 
 
 def partitions_list() -> list[str]:
@@ -65,7 +71,7 @@ def partitions_drop_before(*, day: date) -> list[str]:
         if (held := partition_day(name)) is not None and held < day
     ]
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
+        cursor.execute(LOCK_SQL, [_LOCK_KEY])
         for name in doomed:
             cursor.execute(f"DROP TABLE IF EXISTS {name}")
     return doomed

@@ -17,6 +17,7 @@ from psycopg.copy import LibpqWriter
 
 from apps.metrics.buffer import DAY_US, MINUTE_US, Row, Samples, us_at, us_day
 from apps.metrics.db import Database, raw_connection
+from apps.metrics.dbmonitor import noted
 from apps.metrics.partitions import partitions_create
 from apps.metrics.series import (
     Series,
@@ -118,12 +119,13 @@ class SampleWriter:
             packed["at"] = samples.at_us
             packed["value"] = samples.values
             writer = LibpqWriter(cursor, flush_threshold=COPY_FLUSH_BYTES)
-            with cursor.copy(COPY_SQL, writer=writer) as copy:
+            with noted(COPY_SQL), cursor.copy(COPY_SQL, writer=writer) as copy:
                 copy.write(_HEADER)
                 copy.write(packed.data)
                 copy.write(_TRAILER)
             starts = [us_at(m * MINUTE_US) for m in minutes]
-            cursor.execute(PENDING_SQL, [starts])
+            with noted(PENDING_SQL):
+                cursor.execute(PENDING_SQL, [starts])
         if len(self._ids) + len(ids) > self.cache_max:
             self._ids.clear()
         self._ids.update(ids)
@@ -153,8 +155,10 @@ def _series_upsert(
     names = [name for name, _ in parts]
     hashes = [series_hash(tags) for _, tags in parts]
     tags_json = [canonical_tags(tags) for _, tags in parts]
-    cursor.execute(SERIES_INSERT_SQL, [names, tags_json, hashes])
-    cursor.execute(SERIES_SELECT_SQL, [names, hashes])
+    with noted(SERIES_INSERT_SQL):
+        cursor.execute(SERIES_INSERT_SQL, [names, tags_json, hashes])
+    with noted(SERIES_SELECT_SQL):
+        cursor.execute(SERIES_SELECT_SQL, [names, hashes])
     pks = {(name, digest): pk for pk, name, digest in cursor.fetchall()}
     return {
         s: pks[(name, digest)]

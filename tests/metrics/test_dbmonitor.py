@@ -1,14 +1,22 @@
 """The DB query monitor: fingerprints, recent/slow lists, per-fingerprint stats, CLI."""
 
+import threading
 import uuid
+from datetime import UTC, datetime
 
+import psycopg
 import pytest
 from django.db import connection
 
+from apps.metrics.db import default_database
 from apps.metrics.dbmonitor import MONITOR, fingerprint
 from apps.metrics.heartbeat import heartbeat_start
+from apps.metrics.partitions import _LOCK_KEY, partitions_create
 from apps.metrics.selectors import db_queries, db_stats
+from apps.metrics.storage import COPY_SQL, PENDING_SQL, SampleWriter
+from tests.metrics.conftest import sample
 from tests.metrics.test_cli import FORMATS, parsed, run_command
+from tests.procs import database_url_for_tests, wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -25,6 +33,16 @@ def _own_keys(settings):
 
 def flushed() -> None:
     heartbeat_start(role="web").publish()
+
+
+def recent_count(sql: str) -> int:
+    recent = [note.fingerprint for note in db_queries(which="recent", limit=500)]
+    return recent.count(fingerprint(sql)[0])
+
+
+def stats_count(sql: str) -> int:
+    stats = {row.fingerprint: row.count for row in db_stats(limit=500)}
+    return stats.get(fingerprint(sql)[0], 0)
 
 
 def test_fingerprint__literals_params_and_lists__normalised():
@@ -67,3 +85,50 @@ def test_cli__three_formats__parse_back_to_the_same_rows(action):
     rows = [[r for r in out if "pg_sleep(?), ?" in r["fingerprint"]] for out in outputs]
     assert rows[0] == rows[1] == rows[2]
     assert len(rows[0]) == 1
+
+
+def test_persister_flush__two_batches__copy_noted_once_per_flush():
+    writer = SampleWriter(database=default_database)
+    now = datetime.now(UTC)
+    writer.write([sample("t.dbmon.copy", 1.0, at=now)])
+    writer.write([sample("t.dbmon.copy", n, at=now, host="a") for n in range(500)])
+    flushed()
+    # Per statement, not per row: one COPY and one pending mark per flush.
+    assert recent_count(COPY_SQL) == stats_count(COPY_SQL) == 2
+    assert stats_count(PENDING_SQL) == 2
+    copies = [n for n in db_queries(which="recent", limit=500) if n.sql == COPY_SQL]
+    assert all(note.ms > 0 for note in copies)
+
+
+def test_raw_statement__waits_past_the_threshold__in_slow():
+    # Another session holds the partition DDL lock until partitions_create waits
+    # on it, then 30 ms more (the threshold is 20 ms).
+    held = threading.Event()
+
+    def hold() -> None:
+        with psycopg.connect(database_url_for_tests(), autocommit=True) as other:
+            other.execute("SELECT pg_advisory_lock(%s)", [_LOCK_KEY])
+            held.set()
+            wait_until(lambda: waiting(other), timeout=10, what="partitions_create")
+            other.execute("SELECT pg_sleep(0.03), pg_advisory_unlock(%s)", [_LOCK_KEY])
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(timeout=10)
+    partitions_create(days=[datetime.now(UTC).date()])
+    holder.join(timeout=10)
+    flushed()
+
+    lock = "SELECT pg_advisory_xact_lock(?)"
+    slow = [n for n in db_queries(which="slow") if n.fingerprint == lock]
+    assert len(slow) == 1
+    assert slow[0].ms >= 30
+
+
+def waiting(other: psycopg.Connection) -> bool:
+    row = other.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+        "AND objid = %s",
+        [_LOCK_KEY],
+    ).fetchone()
+    return bool(row and row[0])
