@@ -2,7 +2,7 @@
 
 An execute wrapper, added to each connection as it is created, times the query
 (statements run on raw psycopg cursors, which it does not see, are timed by
-``noted``) and notes it in this process: its normalised fingerprint (literals and
+``noted`` and, in pipeline mode, ``pipelined``) and notes it in this process: its normalised fingerprint (literals and
 placeholders as ``?``, lists as ``(...)``), the recent and the slow ones (over
 ``OPSCONSOLE_DB_SLOW_QUERY_MS``) in small bounded deques, and per fingerprint a
 count, the total time and a log-bucket latency sketch (apps.metrics.sketch) for
@@ -24,9 +24,11 @@ from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import psycopg
 import redis
 from django.conf import settings
 from django.db.backends.base.base import BaseDatabaseWrapper
+from psycopg.abc import Params
 
 from apps.metrics.sketch import LN_GAMMA, MIN_INDEXABLE, ZERO_KEY
 
@@ -151,6 +153,69 @@ def noted(sql: str) -> Iterator[None]:
         yield
     finally:
         MONITOR.note(sql, (time.perf_counter() - started) * 1000)
+
+
+class Pipelined:
+    """The statements of one psycopg pipeline, sent and fetched through it, each
+    on a cursor with no other statement of the pipeline unread.
+
+    A statement's own time cannot be told apart in pipeline mode. Each is noted
+    from its send until this process sees its result read (psycopg reads results
+    in order, when a send or a fetch finds them arrived, and sets the cursor's
+    ``pgresult``), looked at after every send and fetch and at the pipeline's
+    end. So the time holds the server's work on the statements queued before it
+    and, when its result came while this process computed, that computing.
+    """
+
+    def __init__(self) -> None:
+        self._sent: list[tuple[psycopg.Cursor[Any], str, float]] = []
+
+    def execute(
+        self,
+        cursor: psycopg.Cursor[Any],
+        sql: str,
+        params: Params,
+        *,
+        binary: bool = False,
+    ) -> None:
+        started = time.perf_counter()
+        try:
+            cursor.execute(sql, params, binary=binary)
+        finally:
+            self._sent.append((cursor, sql, started))
+        self._note_read()
+
+    def fetchall(self, cursor: psycopg.Cursor[Any]) -> list[Any]:
+        rows = cursor.fetchall()
+        self._note_read()
+        return rows
+
+    def close(self) -> None:
+        """Note the statements still unnoted: the pipeline has ended."""
+        self._note(len(self._sent))
+
+    def _note_read(self) -> None:
+        # Results come in order: those sent before a read one were read too.
+        read = [n for n, (on, _, _) in enumerate(self._sent) if on.pgresult is not None]
+        if read:
+            self._note(read[-1] + 1)
+
+    def _note(self, count: int) -> None:
+        now = time.perf_counter()
+        for _, sql, started in self._sent[:count]:
+            MONITOR.note(sql, (now - started) * 1000)
+        del self._sent[:count]
+
+
+@contextmanager
+def pipelined(connection: psycopg.Connection[Any]) -> Iterator[Pipelined]:
+    """``connection.pipeline()``, its statements noted (see ``Pipelined``)."""
+    statements = Pipelined()
+    try:
+        with connection.pipeline():
+            yield statements
+    finally:
+        statements.close()
 
 
 def install(connection: BaseDatabaseWrapper, **_: Any) -> None:

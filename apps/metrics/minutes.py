@@ -27,6 +27,7 @@ import numpy.typing as npt
 import psycopg
 
 from apps.metrics.buffer import MINUTE_US
+from apps.metrics.dbmonitor import Pipelined, pipelined
 from apps.metrics.pgarrays import (
     TIMESTAMPTZ_OID,
     BinaryArray,
@@ -286,26 +287,25 @@ def minutes_roll(
     series, per name and per tag of ``tag_keys``, in ``connection``'s current
     transaction; the number of samples read."""
     readers = (array_cursor(connection), array_cursor(connection))
-    writer = array_cursor(connection)
     pieces = _pieces(runs)
     samples = 0
     # Pipelined: the next piece is read, and this one's rows written, by
     # PostgreSQL while this process computes; errors surface at the next fetch.
-    with connection.pipeline():
+    with pipelined(connection) as pipeline:
         piece = next(pieces, None)
         if piece is not None:
-            readers[0].execute(READ_SQL, piece, binary=True)
+            pipeline.execute(readers[0], READ_SQL, piece, binary=True)
         turn = 0
         while piece is not None:
-            rows = readers[turn].fetchall()
+            rows = pipeline.fetchall(readers[turn])
             read = sum(array_length(row[4]) for row in rows)
             rate = read / ((piece[1] - piece[0]) / MINUTE)
             span = max(1, min(MINUTES_PER_READ, int(ROWS_PER_READ / max(rate, 1))))
             piece = _send(pieces, span)
             if piece is not None:
-                readers[1 - turn].execute(READ_SQL, piece, binary=True)
+                pipeline.execute(readers[1 - turn], READ_SQL, piece, binary=True)
             if rows:
-                _write(writer, chunk_roll(rows, tag_keys))
+                _write(pipeline, connection, chunk_roll(rows, tag_keys))
             samples += read
             turn = 1 - turn
     return samples
@@ -333,10 +333,18 @@ def _send(
         return None
 
 
-def _write(cursor: psycopg.Cursor[Any], chunk: Chunk) -> None:
+def _write(
+    pipeline: Pipelined, connection: psycopg.Connection[Any], chunk: Chunk
+) -> None:
+    # A cursor per statement: the pipeline tells each one's result by its cursor.
     resolution = {"resolution": "minute"}
-    cursor.execute(SERIES_UPSERT, {**resolution, **chunk.series.params()})
-    cursor.execute(
+    pipeline.execute(
+        array_cursor(connection),
+        SERIES_UPSERT,
+        {**resolution, **chunk.series.params()},
+    )
+    pipeline.execute(
+        array_cursor(connection),
         NAME_UPSERT,
         {
             **resolution,

@@ -25,6 +25,7 @@ import numpy.typing as npt
 import psycopg
 
 from apps.metrics.buffer import PG_EPOCH
+from apps.metrics.dbmonitor import pipelined
 from apps.metrics.minutes import sketch_entries
 from apps.metrics.models import Resolution
 from apps.metrics.pgarrays import array_cursor, array_values
@@ -104,14 +105,19 @@ def series_merge(
     origin, width = (start - PG_EPOCH) // _US, step * 1_000_000
     readers = (array_cursor(connection), array_cursor(connection))
     # Pipelined: PostgreSQL reads the next piece while numpy merges this one.
-    with connection.pipeline():
+    with pipelined(connection) as pipeline:
         if pieces:
-            readers[0].execute(READ_SQL, {**params, "series": pieces[0]}, binary=True)
+            pipeline.execute(
+                readers[0], READ_SQL, {**params, "series": pieces[0]}, binary=True
+            )
         for turn in range(len(pieces)):
-            rows = readers[turn % 2].fetchall()
+            rows = pipeline.fetchall(readers[turn % 2])
             if turn + 1 < len(pieces):
-                readers[1 - turn % 2].execute(
-                    READ_SQL, {**params, "series": pieces[turn + 1]}, binary=True
+                pipeline.execute(
+                    readers[1 - turn % 2],
+                    READ_SQL,
+                    {**params, "series": pieces[turn + 1]},
+                    binary=True,
                 )
             merge = _folded(merge, rows, origin, width)
     return _buckets(merge)

@@ -2,23 +2,27 @@
 
 import threading
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
 from django.db import connection
 
+from apps.metrics import minutes, seriesmerge
 from apps.metrics.db import default_database
 from apps.metrics.dbmonitor import MONITOR, fingerprint
 from apps.metrics.heartbeat import heartbeat_start
+from apps.metrics.models import Resolution
 from apps.metrics.partitions import _LOCK_KEY, partitions_create
-from apps.metrics.selectors import db_queries, db_stats
+from apps.metrics.rollups import rollup_due
+from apps.metrics.selectors import db_queries, db_stats, metrics_query
 from apps.metrics.storage import COPY_SQL, PENDING_SQL, SampleWriter
 from tests.metrics.conftest import sample
 from tests.metrics.test_cli import FORMATS, parsed, run_command
 from tests.procs import database_url_for_tests, wait_until
 
 pytestmark = pytest.mark.django_db
+MINUTE = timedelta(minutes=1)
 
 
 @pytest.fixture(autouse=True)
@@ -43,6 +47,14 @@ def recent_count(sql: str) -> int:
 def stats_count(sql: str) -> int:
     stats = {row.fingerprint: row.count for row in db_stats(limit=500)}
     return stats.get(fingerprint(sql)[0], 0)
+
+
+def minute_samples(name: str, minute: datetime) -> list:
+    return [
+        sample(name, n, at=minute + timedelta(seconds=n), env="prod", host=host)
+        for n in range(10)
+        for host in ("a", "b")
+    ]
 
 
 def test_fingerprint__literals_params_and_lists__normalised():
@@ -98,6 +110,44 @@ def test_persister_flush__two_batches__copy_noted_once_per_flush():
     assert stats_count(PENDING_SQL) == 2
     copies = [n for n in db_queries(which="recent", limit=500) if n.sql == COPY_SQL]
     assert all(note.ms > 0 for note in copies)
+
+
+def test_minute_rollup__pipelined_reads_and_upserts__each_noted():
+    minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=2)
+    SampleWriter(database=default_database).write(
+        minute_samples("t.dbmon.roll", minute)
+    )
+
+    rollup_due(resolution=Resolution.MINUTE, now=minute + MINUTE, grace=timedelta(0))
+    flushed()
+
+    for sql in (minutes.READ_SQL, minutes.SERIES_UPSERT, minutes.NAME_UPSERT):
+        assert recent_count(sql) >= 1
+    # Every read that found samples was written by both upserts.
+    assert stats_count(minutes.SERIES_UPSERT) == stats_count(minutes.NAME_UPSERT)
+    assert stats_count(minutes.READ_SQL) >= stats_count(minutes.SERIES_UPSERT) >= 1
+
+
+def test_series_merge__tag_filter_not_rolled_up__its_read_noted(settings):
+    settings.OPSCONSOLE_METRICS_ROLLUP_TAG_KEYS = []  # env=prod: a series merge
+    minute = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=2)
+    SampleWriter(database=default_database).write(
+        minute_samples("t.dbmon.merge", minute)
+    )
+    rollup_due(resolution=Resolution.MINUTE, now=minute + MINUTE, grace=timedelta(0))
+    flushed()
+
+    _, buckets = metrics_query(
+        name="t.dbmon.merge",
+        tags={"env": "prod"},
+        start=minute,
+        end=minute + timedelta(hours=1),
+        step=60,
+    )
+    flushed()
+
+    assert [b.count for b in buckets] == [20]
+    assert recent_count(seriesmerge.READ_SQL) == stats_count(seriesmerge.READ_SQL) == 1
 
 
 def test_raw_statement__waits_past_the_threshold__in_slow():
