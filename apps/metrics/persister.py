@@ -12,8 +12,11 @@ database is still away, so a graceful stop loses nothing.
 """
 
 import random
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,9 +39,17 @@ log = structlog.get_logger(__name__)
 DOWN_PAUSE_MAX = 30.0
 # A busy producer fills the buffer while a COPY is under way; taking it all next
 # time (not FLUSH_BATCH) spreads each COPY's round trips over more samples. Every
-# round trip hands the GIL to a producer that keeps it for up to the 5 ms switch
+# round trip hands the GIL to a producer that keeps it for up to a switch
 # interval, so few big COPYs keep up where many small ones fall behind.
 COPY_ROWS_MAX = 100_000
+# A write still waits a dozen times (socket, server, pending marks, commit), and
+# after each the thread waits up to the switch interval for the GIL: at the
+# default 5 ms a 100k COPY took 80-260 ms beside a busy producer against 40-50
+# alone, and a burst piled up in the buffer until the producer stopped. While it
+# writes, the persister asks for the GIL every 0.5 ms (then puts the process's
+# interval back): a burst's backlog 20-60k samples instead of 190-470k, the
+# whole path +12-38 % (benchmarks/RESULTS.md, session 14).
+WRITE_SWITCH_INTERVAL = 0.0005
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +161,8 @@ class Persister:
 
     def _write(self, samples: Samples) -> None:
         try:
-            self._retrying(self.writer.write, samples)
+            with _gil_eager():
+                self._retrying(self.writer.write, samples)
         except BaseException:
             self.buffer.put_back(samples)
             raise
@@ -158,7 +170,8 @@ class Persister:
 
     def _replay(self, path: Path) -> None:
         samples = Samples.from_rows(spill_files.read(path))
-        self._retrying(self.writer.write, samples)
+        with _gil_eager():
+            self._retrying(self.writer.write, samples)
         path.unlink()
         self.spill.replayed += len(samples)
         log.info("metrics.spill_replayed", samples=len(samples), file=path.name)
@@ -205,6 +218,18 @@ class Persister:
             dropped_series_unresolved=self.writer.unresolved,
             database_away=self._away_since is not None,
         )
+
+
+@contextmanager
+def _gil_eager() -> Iterator[None]:
+    """The process's GIL switch interval at most ``WRITE_SWITCH_INTERVAL`` for
+    the block, then as it was."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(min(before, WRITE_SWITCH_INTERVAL))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -1,5 +1,6 @@
 """The persister: COPY lands every sample; an outage spills and replays, losing none."""
 
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,7 +10,7 @@ from apps.metrics.buffer import Buffer
 from apps.metrics.db import default_database
 from apps.metrics.models import PendingRollup
 from apps.metrics.partitions import partition_name, partitions_list
-from apps.metrics.persister import Persister
+from apps.metrics.persister import WRITE_SWITCH_INTERVAL, Persister
 from apps.metrics.spill import Spill
 from apps.metrics.storage import SampleWriter
 from tests.metrics.conftest import raw_count, running_persister, sample
@@ -31,6 +32,23 @@ def test_flush__samples_over_two_days__every_sample_lands(tmp_path):
     assert {partition_name(now.date()), partition_name(yesterday.date())} <= set(
         partitions_list()
     )
+
+
+def test_flush__while_writing__gil_switch_interval_lowered_then_put_back(tmp_path):
+    before, seen = sys.getswitchinterval(), []
+    with running_persister(tmp_path) as persister:
+        write = persister.writer.write
+
+        def noting(samples):
+            seen.append(sys.getswitchinterval())
+            write(samples)
+
+        persister.writer.write = noting
+        persister.buffer.append(sample("t.gil", 1.0))
+        wait_until(lambda: raw_count("t.gil") == 1, timeout=20, what="flush")
+    assert seen
+    assert max(seen) <= WRITE_SWITCH_INTERVAL < before
+    assert sys.getswitchinterval() == before
 
 
 def test_partition__made_on_demand__brin_summarizes_ranges_as_they_fill():
