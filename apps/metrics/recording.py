@@ -40,8 +40,9 @@ def record(
     because the buffer is full is counted (see /metrics), not raised.
     """
     try:
-        number = known.get((name, *tags.items()) if tags else name)
-    except TypeError:  # an unhashable tag value: the checked path says what
+        number = known[(name, *tags.items()) if tags else name]
+    # Not seen yet, or an unhashable tag value (the checked path says what).
+    except (KeyError, TypeError):
         number = None
     if number is None or at is not None:
         series, us = _checked_series(name, value, tags, at)
