@@ -1,35 +1,37 @@
 """Ingest throughput into PostgreSQL, side by side in one run, and ``record()`` cost.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/metrics_ingest.py [--samples N]
+    PYTHONPATH=. .venv/bin/python benchmarks/metrics_ingest.py [--samples N] [--rounds R]
 
 Uses DATABASE_URL / REDIS_URL when set, else starts embedded servers for the run.
 Subjects, each writing N samples over 100 series into ``metrics_sample``:
 - the whole path: ``metrics.record()`` on this thread → the process buffer → the
   persister thread's COPY, timed from the first record until the persister has
-  flushed all N (both threads share the GIL, as they do in production);
+  flushed all N (both threads share the GIL, as they do in production); twice:
+  the inputs made in the loop (an f-string and a tags dict per sample), and made
+  before the timing, as raw COPY's rows are;
 - Django ``bulk_create`` of ``Sample`` rows in batches of 10,000;
 - a raw psycopg binary COPY loop in batches of 10,000 (no series lookup, no
-  pending-rollup marks: the ceiling);
-then ``record()`` per call on the caller's thread (best of five runs of 200,000,
-the persister draining meanwhile), in wall time and in that thread's CPU time.
+  pending-rollup marks: the ceiling).
+The subjects run R times in turn (a round each), and each whole path is given as
+a share of the raw COPY of its own round (min, median, max): raw COPY alone
+swung from 1.3M to 2.0M rows/s between runs here. Then ``record()`` per call on
+the caller's thread (best of five runs of 200,000, the persister draining
+meanwhile), in wall time and in that thread's CPU time.
 
-Wall-clock rates swing with the other engineers' load on this shared machine, so
-each subject also prints the process CPU time per row, and the whole path splits
-it into the producer thread (the caller's loop: f-string, tags dict, record())
-and the rest (the persister thread). Producer and persister share one GIL, so
-1e9 / (CPU ns per sample) is the most this process could reach on one idle core:
-its ceiling, printed next to 0.8 of raw COPY. Each subject also prints
-PostgreSQL's CPU per row (its postmaster and backends, when the server is local).
-
-Last, the floor: the same producer loop around the least any pure-Python
-``record()`` must do (find the series by name and tags, read the clock, append
-24 packed bytes; none of the checks), and the one-GIL ceiling that floor leaves
-with the persister's share as measured, next to 0.8 of raw COPY.
+Each subject also prints the process CPU time per row and PostgreSQL's (its
+postmaster and backends, when the server is local); the whole path splits its
+own into the producer thread and the rest (the persister thread). Producer and
+persister share one GIL, so 1e9 / (CPU ns per sample) is the most this process
+could reach on one idle core: its ceiling. Last, the floor: a loop over inputs
+made before around the least any pure-Python ``record()`` must do (find the
+series by name and tags, read the clock, append 24 packed bytes; none of the
+checks), and the one-GIL ceiling that leaves with the persister's share.
 """
 
 import argparse
 import contextlib
 import os
+import statistics
 import tempfile
 import time
 import timeit
@@ -243,7 +245,39 @@ def producer_floor(calls: int = 500_000) -> float:
     return best / calls * 1e9
 
 
-def main(samples: int, spill_dir: str) -> None:
+def one_round(
+    samples: int, data: list[tuple[int, datetime, float]]
+) -> list[tuple[str, Figure]]:
+    results = []
+    for name, made_before in (
+        ("record → persister, made in loop", False),
+        ("record → persister, made before", True),
+    ):
+        truncate()
+        results.append((name, whole_path(samples, made_before=made_before)))
+        check_landed(samples + 1, name)  # and the warm-up sample
+    for name, subject in (
+        ("Django bulk_create", bulk_create),
+        ("raw psycopg COPY", raw_copy),
+    ):
+        truncate()
+        results.append((name, timed(lambda subject=subject: subject(data), samples)))
+        check_landed(samples, name)
+    return results
+
+
+def summary(rounds: list[list[tuple[str, Figure]]]) -> None:
+    """Each whole path against raw COPY of the same round: min, median, max."""
+    print(f"over {len(rounds)} rounds, of raw COPY in the same round:")
+    for index in (0, 1):
+        ratios = sorted(r[index][1].rate / r[3][1].rate for r in rounds)
+        print(
+            f"  {rounds[0][index][0]}: min {ratios[0]:.2f}, "
+            f"median {statistics.median(ratios):.2f}, max {ratios[-1]:.2f}"
+        )
+
+
+def main(samples: int, spill_dir: str, rounds_wanted: int) -> None:
     prepare(samples, spill_dir)
     from django.db import connection
 
@@ -261,23 +295,13 @@ def main(samples: int, spill_dir: str) -> None:
                 f"ALTER TABLE {partition_name(day)} SET (autovacuum_enabled = false)"
             )
     print(f"load average at the start: {load()}")
-    results = []
-    for name, made_before in (
-        ("record → persister, made in loop", False),
-        ("record → persister, made before", True),
-    ):
-        truncate()
-        results.append((name, whole_path(samples, made_before=made_before)))
-        check_landed(samples + 1, name)  # and the warm-up sample
     data = rows(samples, series_ids())
-    for name, subject in (
-        ("Django bulk_create", bulk_create),
-        ("raw psycopg COPY", raw_copy),
-    ):
-        truncate()
-        results.append((name, timed(lambda subject=subject: subject(data), samples)))
-        check_landed(samples, name)
-    report(samples, results)
+    rounds = []
+    for number in range(1, rounds_wanted + 1):
+        rounds.append(one_round(samples, data))
+        report(samples, rounds[-1], f"round {number} of {rounds_wanted}")
+    summary(rounds)
+    results = rounds[-1]
     wall, cpu = record_cost()
     print(
         f"record() per call on the caller's thread: {wall:,.0f} ns wall, "
@@ -296,9 +320,9 @@ def main(samples: int, spill_dir: str) -> None:
     process.shutdown()  # flush the cost run's samples before the servers stop
 
 
-def report(samples: int, results: list[tuple[str, Figure]]) -> None:
+def report(samples: int, results: list[tuple[str, Figure]], title: str) -> None:
     bulk, copy = results[2][1].rate, results[3][1].rate
-    print(f"{samples:,} samples over {SERIES} series, one run, side by side")
+    print(f"{title}: {samples:,} samples over {SERIES} series, side by side")
     print(
         f"{'subject':34} {'rows/s':>10} {'x bulk':>7} {'x COPY':>7} "
         f"{'CPU ns/row':>11} {'server ns/row':>14}"
@@ -326,9 +350,10 @@ def load() -> str:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--samples", type=int, default=500_000)
+    parser.add_argument("--rounds", type=int, default=3)
     arguments = parser.parse_args()
     with (
         servers(),
         tempfile.TemporaryDirectory(prefix="opsconsole-bench-spill-") as spill,
     ):
-        main(arguments.samples, spill)
+        main(arguments.samples, spill, arguments.rounds)
