@@ -40,7 +40,7 @@ def record(
     because the buffer is full is counted (see /metrics), not raised.
     """
     try:
-        number = known[(name, *tags.items()) if tags else name]
+        number = known[(name, tuple(tags.items())) if tags else name]
     # Not seen yet, or an unhashable tag value (the checked path says what).
     except (KeyError, TypeError):
         number = None
@@ -48,7 +48,7 @@ def record(
         series, us = _checked_series(name, value, tags, at)
         number, ns = registry.index(series), unix_ns(us)
         if at is None:
-            key = (name, *tags.items()) if tags else name
+            key = (name, tuple(tags.items())) if tags else name
             if len(known) >= KNOWN_MAX:
                 known.clear()
             known[key] = number
