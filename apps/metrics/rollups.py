@@ -23,6 +23,7 @@ from django.db import connection, transaction
 from apps.metrics.db import raw_connection
 from apps.metrics.minutes import minutes_roll, rollup_upsert_sql
 from apps.metrics.models import Resolution
+from apps.metrics.partitions import partitions_ready_for_reads
 
 SIZE = {
     Resolution.MINUTE: timedelta(minutes=1),
@@ -56,6 +57,10 @@ SERIAL_SQL = "SET LOCAL max_parallel_workers_per_gather = 0"
 _LOCK_KEY = 0x726F6C6C  # "roll"
 SHARED_LOCK_SQL = f"SELECT pg_advisory_xact_lock_shared({_LOCK_KEY})"
 ALONE_LOCK_SQL = f"SELECT pg_advisory_xact_lock({_LOCK_KEY})"
+# More minutes due at once than this is a backlog (a first day, a replayed spill,
+# rollups stopped a while): its partitions are readied for many reads first.
+# Steady runs claim a minute or two and leave the partitions to autovacuum.
+CATCH_UP_MINUTES = 10
 
 
 def _merge(source: str, table: str, owner: str = "owner") -> str:
@@ -179,6 +184,8 @@ def rollup_due(
         }
         if resolution is Resolution.MINUTE:
             cursor.execute(SERIAL_SQL)
+            if len(buckets) > CATCH_UP_MINUTES:
+                partitions_ready_for_reads(days={b.date() for b in buckets})
             minutes_roll(
                 connection=raw_connection(),
                 runs=_runs(buckets, SIZE[resolution]),

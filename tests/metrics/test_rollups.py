@@ -24,7 +24,7 @@ from apps.metrics.models import (
     Series,
 )
 from apps.metrics.partitions import partition_name, partitions_create, partitions_list
-from apps.metrics.rollups import _runs, rollup_due
+from apps.metrics.rollups import CATCH_UP_MINUTES, _runs, rollup_due
 from apps.metrics.services import retention_apply, rollups_backfill_tags
 from apps.metrics.sketch import CODE_OFFSET, RELATIVE_ACCURACY, code_quantiles
 from apps.metrics.storage import SampleWriter
@@ -595,3 +595,87 @@ def waiting_sessions(count: int) -> None:
             return cursor.fetchone()[0] == count
 
     wait_until(waiting, timeout=30, what=f"{count} sessions waiting on a lock")
+
+
+def analyzed(day) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reltuples >= 0 FROM pg_class WHERE oid = %s::regclass",
+            [partition_name(day)],
+        )
+        return cursor.fetchone()[0]
+
+
+def unsummarized(day) -> int:
+    """How many of ``day``'s BRIN ranges were unsummarized (summarizing them)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT brin_summarize_new_values(x.indexrelid) FROM pg_index x "
+            "JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_am a ON a.oid = i.relam "
+            "WHERE x.indrelid = %s::regclass AND a.amname = 'brin'",
+            [partition_name(day)],
+        )
+        return cursor.fetchone()[0]
+
+
+def write_minutes(name: str, start: datetime, minutes: int) -> None:
+    """30,000 samples over ``minutes`` minutes from ``start``: more than one BRIN
+    range (128 pages), so the last one is partial."""
+    spacing = minutes * 60 / 30_000
+    SampleWriter(database=default_database).write(
+        [
+            sample(name, float(n), at=start + timedelta(seconds=n * spacing))
+            for n in range(30_000)
+        ]
+    )
+
+
+FRESH_DAY = (HOUR - timedelta(days=9)).replace(hour=0)
+# The transactional test's partition stays (a flush empties, it does not drop).
+LOCKED_DAY = FRESH_DAY - timedelta(days=1)
+
+
+@pytest.mark.parametrize(
+    ("minutes", "readied"), [(CATCH_UP_MINUTES + 5, True), (2, False)]
+)
+def test_minute_rollup__backlog_in_a_fresh_partition__analyzed_and_summarized_first(
+    minutes, readied
+):
+    # Given a partition never analyzed, holding `minutes` minutes due
+    # (a query first: the writer's own transaction then nests in the test's)
+    assert partition_name(FRESH_DAY.date()) not in partitions_list()
+    write_minutes("t.fresh", FRESH_DAY, minutes)
+    assert not analyzed(FRESH_DAY.date())
+
+    # When they are rolled
+    rollup_due(resolution=Resolution.MINUTE, now=LATER, grace=timedelta(0))
+
+    # Then a backlog had it analyzed and its BRIN ranges summarized before the
+    # reads; a steady run leaves both to autovacuum (a summarized last range
+    # would cost every later insert into it)
+    day = FRESH_DAY.date()
+    assert (analyzed(day), unsummarized(day) == 0) == (readied, readied)
+    assert len(minute_rows("t.fresh")) == minutes
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_minute_rollup__backlog_partition_locked_elsewhere__rolled_without_waiting():
+    write_minutes("t.locked", LOCKED_DAY, CATCH_UP_MINUTES + 5)
+    holder = connections.create_connection("default")
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute("BEGIN")
+            cursor.execute(
+                f"LOCK TABLE {partition_name(LOCKED_DAY.date())} "
+                "IN SHARE UPDATE EXCLUSIVE MODE"
+            )
+            roll = in_thread(
+                lambda: rollup_due(
+                    resolution=Resolution.MINUTE, now=LATER, grace=timedelta(0)
+                )
+            )
+            # Rolled while the lock is held: it did not wait for it
+            assert roll.result(timeout=30) == CATCH_UP_MINUTES + 5
+            cursor.execute("ROLLBACK")
+    finally:
+        holder.close()
