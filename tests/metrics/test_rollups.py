@@ -641,11 +641,12 @@ LOCKED_DAY = FRESH_DAY - timedelta(days=1)
 def test_minute_rollup__backlog_in_a_fresh_partition__analyzed_and_summarized_first(
     minutes, readied
 ):
-    # Given a partition never analyzed, holding `minutes` minutes due, and no
-    # other minute due (a query first: the writer's transaction then nests in
-    # the test's)
+    # Given a partition made new (in this test's transaction, so the writer's
+    # nests in it) and never analyzed, holding `minutes` minutes due, and no
+    # other minute due
     PendingRollup.objects.all().delete()
-    assert partition_name(FRESH_DAY.date()) not in partitions_list()
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {partition_name(FRESH_DAY.date())}")
     write_minutes("t.fresh", FRESH_DAY, minutes)
     assert not analyzed(FRESH_DAY.date())
 
