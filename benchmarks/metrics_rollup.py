@@ -130,16 +130,11 @@ def settle() -> None:
     (autoanalyze, every tenth of a partition new). Both sides read the same."""
     from django.db import connection
 
-    from apps.metrics.partitions import partitions_list
+    from apps.metrics.partitions import BRIN_SUMMARIZE_SQL, partitions_list
 
     with connection.cursor() as cursor:
         for partition in partitions_list():
-            cursor.execute(
-                "SELECT brin_summarize_new_values(x.indexrelid) FROM pg_index x "
-                "JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_am a ON a.oid = i.relam "
-                "WHERE x.indrelid = %s::regclass AND a.amname = 'brin'",
-                [partition],
-            )
+            cursor.execute(BRIN_SUMMARIZE_SQL, [partition])
             cursor.execute(f"ANALYZE {partition}")
 
 

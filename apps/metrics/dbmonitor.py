@@ -3,8 +3,8 @@
 An execute wrapper, added to each connection as it is created, times the query
 (statements run on raw psycopg cursors, which it does not see, are timed by
 ``noted`` and, in pipeline mode, ``pipelined``) and notes it in this process:
-its normalised fingerprint (literals and
-placeholders as ``?``, lists as ``(...)``), the recent and the slow ones (over
+its normalised fingerprint (literals and placeholders as ``?``, lists as
+``(...)``), the recent and the slow ones (over
 ``OPSCONSOLE_DB_SLOW_QUERY_MS``) in small bounded deques, and per fingerprint a
 count, the total time and a log-bucket latency sketch (apps.metrics.sketch) for
 p95. The heartbeat thread moves what was noted to Redis every few seconds, in

@@ -5,6 +5,7 @@ by the writer; dropped whole by retention, never emptied with DELETE."""
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 
+import psycopg
 from django.db import OperationalError, connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
@@ -17,6 +18,13 @@ PREFIX = f"{PARENT}_p"
 # can still collide on the catalog).
 _LOCK_KEY = 0x6D657472  # "metr"
 LOCK_SQL = "SELECT pg_advisory_xact_lock(%s)"
+# Summarizes the BRIN ranges of the partition named by the parameter that are
+# not summarized yet, the last partial one included; the number summarized.
+BRIN_SUMMARIZE_SQL = (
+    "SELECT brin_summarize_new_values(x.indexrelid) FROM pg_index x "
+    "JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_am a ON a.oid = i.relam "
+    "WHERE x.indrelid = %s::regclass AND a.amname = 'brin'"
+)
 
 
 def partition_name(day: date) -> str:
@@ -63,9 +71,9 @@ def partitions_list() -> list[str]:
         return [name for (name,) in cursor.fetchall()]
 
 
-def partitions_ready_for_reads(*, days: Iterable[date]) -> list[str]:
+def partitions_ready_for_reads(*, days: Iterable[date]) -> None:
     """Ready the partitions of ``days`` for a backlog of time-range reads, in the
-    caller's transaction; the names of those readied.
+    caller's transaction.
 
     A partition filled faster than autovacuum follows (a first day, a replayed
     spill) has no statistics, so the planner scans it whole for every read, and
@@ -76,7 +84,6 @@ def partitions_ready_for_reads(*, days: Iterable[date]) -> list[str]:
     so this is for catching up, not for every run. Both take the partition's
     SHARE UPDATE EXCLUSIVE lock, held to the caller's commit; a partition whose
     lock another holds (autovacuum, another run) is left as it is."""
-    readied = []
     existing = set(partitions_list())
     for name in sorted({partition_name(day) for day in days} & existing):
         try:
@@ -90,17 +97,10 @@ def partitions_ready_for_reads(*, days: Iterable[date]) -> list[str]:
                 )
                 if cursor.fetchone()[0]:
                     cursor.execute(f"ANALYZE {name}")
-                cursor.execute(
-                    "SELECT brin_summarize_new_values(x.indexrelid) FROM pg_index x "
-                    "JOIN pg_class i ON i.oid = x.indexrelid "
-                    "JOIN pg_am a ON a.oid = i.relam "
-                    "WHERE x.indrelid = %s::regclass AND a.amname = 'brin'",
-                    [name],
-                )
-        except OperationalError:  # the lock is taken: autovacuum is on it
-            continue
-        readied.append(name)
-    return readied
+                cursor.execute(BRIN_SUMMARIZE_SQL, [name])
+        except OperationalError as exc:
+            if not isinstance(exc.__cause__, psycopg.errors.LockNotAvailable):
+                raise
 
 
 def partitions_drop_before(*, day: date) -> list[str]:

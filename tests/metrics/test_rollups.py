@@ -23,7 +23,12 @@ from apps.metrics.models import (
     Rollup,
     Series,
 )
-from apps.metrics.partitions import partition_name, partitions_create, partitions_list
+from apps.metrics.partitions import (
+    BRIN_SUMMARIZE_SQL,
+    partition_name,
+    partitions_create,
+    partitions_list,
+)
 from apps.metrics.rollups import CATCH_UP_MINUTES, _runs, rollup_due
 from apps.metrics.services import retention_apply, rollups_backfill_tags
 from apps.metrics.sketch import CODE_OFFSET, RELATIVE_ACCURACY, code_quantiles
@@ -609,12 +614,7 @@ def analyzed(day) -> bool:
 def unsummarized(day) -> int:
     """How many of ``day``'s BRIN ranges were unsummarized (summarizing them)."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT brin_summarize_new_values(x.indexrelid) FROM pg_index x "
-            "JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_am a ON a.oid = i.relam "
-            "WHERE x.indrelid = %s::regclass AND a.amname = 'brin'",
-            [partition_name(day)],
-        )
+        cursor.execute(BRIN_SUMMARIZE_SQL, [partition_name(day)])
         return cursor.fetchone()[0]
 
 
