@@ -45,11 +45,18 @@ COPY_ROWS_MAX = 100_000
 # A write still waits a dozen times (socket, server, pending marks, commit), and
 # after each the thread waits up to the switch interval for the GIL: at the
 # default 5 ms a 100k COPY took 80-260 ms beside a busy producer against 40-50
-# alone, and a burst piled up in the buffer until the producer stopped. While it
-# writes, the persister asks for the GIL every 0.5 ms (then puts the process's
-# interval back): a burst's backlog 20-60k samples instead of 190-470k, the
+# alone, and a burst piled up in the buffer until the producer stopped. For a
+# whole cycle (taking and encoding too: numpy hands the GIL back on large
+# arrays) the persister asks for the GIL every 0.5 ms, then puts the process's
+# interval back: a burst's backlog 20-60k samples instead of 190-470k, the
 # whole path +12-38 % (benchmarks/RESULTS.md, session 14).
 WRITE_SWITCH_INTERVAL = 0.0005
+# Spill files other processes of this host left (killed before they could
+# replay them) are looked for at most this often: each look is a few file-system
+# calls, and beside a busy producer every call costs a GIL hand-back (the look
+# on every cycle put 20 ms before a burst's first COPY). This process's own
+# spill is replayed on the first good flush after an outage, without waiting.
+SPILL_LOOK_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +100,7 @@ class Persister:
         self.flush_failures = 0
         self._away_since: float | None = None
         self._probe_at = 0.0
+        self._spill_look_at = 0.0
         self._stopping = threading.Event()
         self._cycle_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -130,7 +138,7 @@ class Persister:
 
     def cycle(self, *, final: bool = False) -> None:
         """One pass: replay spill files, drain the buffer; spill when away."""
-        with self._cycle_lock:
+        with self._cycle_lock, _gil_eager():
             if self._away_since is None or time.monotonic() >= self._probe_at:
                 try:
                     self._drain()
@@ -142,7 +150,7 @@ class Persister:
                 self._spill_if_needed(everything=final)
 
     def _drain(self) -> None:
-        if self._away_since is not None or self.spill.has_claimable():
+        if self._away_since is not None or self._spill_look_due():
             for path in self.spill.claim():
                 self._replay(path)
         # About one buffer's worth per cycle, as many COPYs as that takes: a
@@ -159,10 +167,18 @@ class Persister:
             log.info("metrics.database_back", away_seconds=self._away_seconds())
         self._away_since = None
 
+    def _spill_look_due(self) -> bool:
+        """Whether spill files wait to be replayed; looked at on the first cycle,
+        then at most every ``SPILL_LOOK_SECONDS``."""
+        now = time.monotonic()
+        if now < self._spill_look_at:
+            return False
+        self._spill_look_at = now + SPILL_LOOK_SECONDS
+        return self.spill.has_claimable()
+
     def _write(self, samples: Samples) -> None:
         try:
-            with _gil_eager():
-                self._retrying(self.writer.write, samples)
+            self._retrying(self.writer.write, samples)
         except BaseException:
             self.buffer.put_back(samples)
             raise
@@ -170,8 +186,7 @@ class Persister:
 
     def _replay(self, path: Path) -> None:
         samples = Samples.from_rows(spill_files.read(path))
-        with _gil_eager():
-            self._retrying(self.writer.write, samples)
+        self._retrying(self.writer.write, samples)
         path.unlink()
         self.spill.replayed += len(samples)
         log.info("metrics.spill_replayed", samples=len(samples), file=path.name)

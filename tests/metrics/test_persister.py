@@ -1,11 +1,13 @@
 """The persister: COPY lands every sample; an outage spills and replays, losing none."""
 
+import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
 
+from apps.metrics import persister as persister_module
 from apps.metrics.buffer import Buffer
 from apps.metrics.db import default_database
 from apps.metrics.models import PendingRollup
@@ -34,21 +36,65 @@ def test_flush__samples_over_two_days__every_sample_lands(tmp_path):
     )
 
 
-def test_flush__while_writing__gil_switch_interval_lowered_then_put_back(tmp_path):
+def test_flush__taking_and_writing__gil_switch_interval_lowered_then_put_back(
+    tmp_path,
+):
     before, seen = sys.getswitchinterval(), []
     with running_persister(tmp_path) as persister:
-        write = persister.writer.write
+        take, write = persister.buffer.take, persister.writer.write
 
-        def noting(samples):
-            seen.append(sys.getswitchinterval())
+        def taking(limit):
+            seen.append(("take", sys.getswitchinterval()))
+            return take(limit)
+
+        def writing(samples):
+            seen.append(("write", sys.getswitchinterval()))
             write(samples)
 
-        persister.writer.write = noting
+        persister.buffer.take, persister.writer.write = taking, writing
         persister.buffer.append(sample("t.gil", 1.0))
         wait_until(lambda: raw_count("t.gil") == 1, timeout=20, what="flush")
-    assert seen
-    assert max(seen) <= WRITE_SWITCH_INTERVAL < before
+    assert {step for step, _ in seen} == {"take", "write"}
+    assert max(interval for _, interval in seen) <= WRITE_SWITCH_INTERVAL < before
     assert sys.getswitchinterval() == before
+
+
+def test_cycle__spill_file_of_a_dead_process__replayed_at_the_next_look(
+    tmp_path, monkeypatch
+):
+    # Given a persister that has looked for spill files once (none then)
+    monkeypatch.setattr(persister_module, "SPILL_LOOK_SECONDS", 3.0)
+    persister = Persister(
+        buffer=Buffer(bound=1000, flush_at=100),
+        spill_dir=tmp_path,
+        spill_max_bytes=2**20,
+        interval=60,
+        batch=100,
+        database=default_database,
+    )
+    persister.cycle()
+    # When a process of this host that is gone has left its spill file behind
+    left = Spill(directory=tmp_path, max_bytes=2**20)
+    left.write([sample("t.left", n) for n in range(50)])
+    left.path.rename(tmp_path / f"spill-{left.host}-{_exited_pid()}.jsonl")
+    # Then the next cycles do not look again before the look interval...
+    persister.cycle()
+    assert raw_count("t.left") == 0
+
+    # ...and a cycle after it replays every sample of the file
+    def replayed() -> bool:
+        persister.cycle()
+        return raw_count("t.left") == 50
+
+    wait_until(replayed, timeout=30, what="replay of the dead process's spill")
+    assert persister.stats().replayed == 50
+    assert not list(tmp_path.iterdir())
+
+
+def _exited_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
 
 
 def test_partition__made_on_demand__brin_summarizes_ranges_as_they_fill():
