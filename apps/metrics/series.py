@@ -54,6 +54,11 @@ class SeriesRegistry:
         self._current: list[Series] = []
         self._previous: list[Series] = []
 
+    @property
+    def generation(self) -> int:
+        """The generation new series are numbered in."""
+        return self._generation
+
     def index(self, series: Series) -> int:
         """``series``' number, registered on first use."""
         number = self._numbers.get(series)

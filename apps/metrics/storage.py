@@ -20,6 +20,8 @@ from apps.metrics.db import Database, raw_connection
 from apps.metrics.dbmonitor import noted
 from apps.metrics.partitions import partitions_create
 from apps.metrics.series import (
+    GENERATION_SHIFT,
+    POSITION_MASK,
     Series,
     SeriesRegistry,
     canonical_tags,
@@ -51,6 +53,9 @@ _TRAILER = struct.pack(">h", -1)
 # lets the producer take the GIL for up to a switch interval (5 ms), so a batch
 # goes in one piece (a few MB at most; libpq still sends as it is given data).
 COPY_FLUSH_BYTES = 256 * 2**20
+# Encoded rows kept between batches (their constant fields written once): a
+# persister's COPY is at most 100,000 rows; a larger replay gets its own array.
+_ROWS_KEPT = 131_072
 # Every flushed minute becomes due for (re-)rolling; late samples mark it again.
 PENDING_SQL = (
     "INSERT INTO metrics_pendingrollup (resolution, bucket_start) "
@@ -72,9 +77,11 @@ class SampleWriter:
 
     It drives psycopg directly (its own transaction, ``cursor.copy``) so it works
     on any Django connection of this thread, named in settings or not. Rows go as
-    binary COPY built by numpy from the batch's columns: the series ids from this
-    writer's cache (keyed by the Series str, one lookup per distinct series),
-    the time already in PostgreSQL's microseconds, the value.
+    binary COPY built by numpy from the batch's columns: the series ids, the time
+    already in PostgreSQL's microseconds, the value. A batch whose series were
+    all written before (the usual one) finds its ids with one index into a table
+    by registry position; otherwise the registry names its distinct series and
+    those missing from this writer's cache (keyed by the Series str) are upserted.
     """
 
     def __init__(
@@ -88,6 +95,11 @@ class SampleWriter:
         self.numbering = numbering
         self.cache_max = cache_max
         self._ids: dict[Series, int] = {}
+        # Database ids by position in registry generation ``_generation`` (0:
+        # not written yet).
+        self._generation = -1
+        self._id_table = np.zeros(0, dtype=np.int64)
+        self._rows = _encoded_rows(0)
         self._days: set[date] = set()
         self.unresolved = 0
 
@@ -99,36 +111,88 @@ class SampleWriter:
         counted in ``unresolved``."""
         if not isinstance(samples, Samples):
             samples = Samples.from_rows(samples, self.numbering)
-        resolves, distinct, positions = self.numbering.lookup(samples.numbers)
-        if not resolves.all():
-            lost = len(samples) - int(resolves.sum())
-            self.unresolved += lost
-            log.warning("metrics.series_unresolved", samples=lost)
-            samples = samples.select(resolves)
+        generation = self.numbering.generation
+        ids = self._known_ids(samples.numbers, generation)
+        if ids is None:
+            resolves, distinct, positions = self.numbering.lookup(samples.numbers)
+            if not resolves.all():
+                lost = len(samples) - int(resolves.sum())
+                self.unresolved += lost
+                log.warning("metrics.series_unresolved", samples=lost)
+                samples = samples.select(resolves)
         if not len(samples):
             return
         minutes = _minutes(samples.at_us)
         self._ensure_partitions({us_day(m * MINUTE_US // DAY_US) for m in minutes})
         connection = raw_connection(self.database())
+        by_series = None
         with connection.transaction(), connection.cursor() as cursor:
-            ids = self._series_ids(cursor, set(distinct))
-            packed = np.empty(len(samples), dtype=_ROW)
-            packed["fields"] = 3
-            packed["id_length"] = packed["at_length"] = packed["value_length"] = 8
-            packed["series_id"] = np.array([ids[s] for s in distinct])[positions]
-            packed["at"] = samples.at_us
-            packed["value"] = samples.values
+            if ids is None:
+                by_series = self._series_ids(cursor, set(distinct))
+                ids = np.array([by_series[s] for s in distinct], np.int64)[positions]
+            rows = self._encode(ids, samples)
             writer = LibpqWriter(cursor, flush_threshold=COPY_FLUSH_BYTES)
             with noted(COPY_SQL), cursor.copy(COPY_SQL, writer=writer) as copy:
                 copy.write(_HEADER)
-                copy.write(packed.data)
+                copy.write(rows.data)
                 copy.write(_TRAILER)
             starts = [us_at(m * MINUTE_US) for m in minutes]
             with noted(PENDING_SQL):
                 cursor.execute(PENDING_SQL, [starts])
-        if len(self._ids) + len(ids) > self.cache_max:
+        if by_series is not None:
+            self._remember(by_series, samples.numbers, ids, generation)
+
+    def _known_ids(
+        self, numbers: npt.NDArray[np.int64], generation: int
+    ) -> npt.NDArray[np.int64] | None:
+        """The database ids of ``numbers`` when all are in the table, else None."""
+        if generation != self._generation or not len(numbers):
+            return None
+        base = generation << GENERATION_SHIFT
+        if numbers.min() < base or numbers.max() >= base + len(self._id_table):
+            return None
+        ids = self._id_table[numbers - base]
+        return ids if ids.min() > 0 else None
+
+    def _remember(
+        self,
+        by_series: dict[Series, int],
+        numbers: npt.NDArray[np.int64],
+        ids: npt.NDArray[np.int64],
+        generation: int,
+    ) -> None:
+        if len(self._ids) + len(by_series) > self.cache_max:
             self._ids.clear()
-        self._ids.update(ids)
+        self._ids.update(by_series)
+        if generation != self._generation:
+            self._generation, self._id_table = generation, np.zeros(0, np.int64)
+        current = (numbers >> GENERATION_SHIFT) == generation
+        positions = numbers[current] & POSITION_MASK
+        if not len(positions):
+            return
+        size = int(positions.max()) + 1
+        if size > len(self._id_table):
+            grown = np.zeros(max(size, 2 * len(self._id_table)), np.int64)
+            grown[: len(self._id_table)] = self._id_table
+            self._id_table = grown
+        self._id_table[positions] = ids[current]
+
+    def _encode(
+        self, ids: npt.NDArray[np.int64], samples: Samples
+    ) -> npt.NDArray[np.void]:
+        size = len(samples)
+        if size > _ROWS_KEPT:
+            rows = _encoded_rows(size)
+        else:
+            if size > len(self._rows):
+                self._rows = _encoded_rows(
+                    min(max(size, 2 * len(self._rows)), _ROWS_KEPT)
+                )
+            rows = self._rows[:size]
+        rows["series_id"] = ids
+        rows["at"] = samples.at_us
+        rows["value"] = samples.values
+        return rows
 
     def _ensure_partitions(self, days: set[date]) -> None:
         missing = days - self._days
@@ -164,6 +228,14 @@ def _series_upsert(
         s: pks[(name, digest)]
         for s, name, digest in zip(ordered, names, hashes, strict=True)
     }
+
+
+def _encoded_rows(size: int) -> npt.NDArray[np.void]:
+    """``size`` binary COPY rows with their field count and lengths written."""
+    rows = np.empty(size, dtype=_ROW)
+    rows["fields"] = 3
+    rows["id_length"] = rows["at_length"] = rows["value_length"] = 8
+    return rows
 
 
 def _minutes(times: npt.NDArray[np.int64]) -> list[int]:

@@ -111,3 +111,58 @@ def test_write__series_two_generations_old__left_out_and_counted():
     )
     assert (raw_count("t.reg.old"), raw_count("t.reg.kept")) == (0, 1)
     assert writer.unresolved == 1
+
+
+def _batch(numbering: SeriesRegistry, name: str, *hosts: str) -> Samples:
+    return Samples.from_rows(
+        [sample(name, float(n), at=AT, host=h) for n, h in enumerate(hosts)], numbering
+    )
+
+
+def _landed_by_host(name: str) -> dict[str, int]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT s.tags->>'host', count(*) FROM metrics_sample m "
+            "JOIN metrics_series s ON s.id = m.series_id WHERE s.name = %s "
+            "GROUP BY 1",
+            [name],
+        )
+        return dict(cursor.fetchall())
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_write__series_written_before__ids_found_without_a_registry_lookup():
+    # Given a writer that has written series a and b once
+    numbering = SeriesRegistry()
+    writer = SampleWriter(database=default_database, numbering=numbering)
+    writer.write(_batch(numbering, "t.ids", "a", "b"))
+    lookups = []
+    lookup = numbering.lookup
+    numbering.lookup = lambda numbers: (lookups.append(len(numbers)), lookup(numbers))[
+        1
+    ]
+    # When a batch holds only those series, then one with a new series too
+    writer.write(_batch(numbering, "t.ids", "b", "a", "a"))
+    assert lookups == []
+    writer.write(_batch(numbering, "t.ids", "c", "a"))
+    # Then only the second needed the registry, and every row has its own series
+    assert lookups == [2]
+    assert _landed_by_host("t.ids") == {"a": 4, "b": 2, "c": 1}
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_write__series_written_two_generations_ago__not_found_by_the_old_table():
+    # Given a writer that has written series "old" in the registry's generation 0
+    numbering = SeriesRegistry(max_size=1)
+    writer = SampleWriter(database=default_database, numbering=numbering)
+    old = _batch(numbering, "t.ids.gen", "old")
+    writer.write(old)
+    # When two more generations start and a sample of "old" buffered before comes
+    numbering.index(series_of("t.ids.gen1", ()))
+    numbering.index(series_of("t.ids.gen2", ()))
+    writer.write(old)
+    # Then it is counted as unresolved, as the registry says, not written
+    assert _landed_by_host("t.ids.gen") == {"old": 1}
+    assert writer.unresolved == 1
