@@ -143,7 +143,7 @@ def all_flushed() -> None:
     while (
         stats := process.persister_stats()
     ) is None or stats.flushed < stats.recorded:
-        time.sleep(0.005)
+        time.sleep(0.001)
 
 
 def timed(subject: Callable[[], None], rows: int) -> Figure:

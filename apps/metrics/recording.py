@@ -10,6 +10,7 @@ must fit retention).
 """
 
 from collections.abc import Mapping
+from contextlib import suppress
 from datetime import UTC, datetime
 from time import time_ns
 
@@ -18,14 +19,15 @@ from django.utils import timezone
 from apps.core.exceptions import ValidationFailed
 from apps.metrics import process
 from apps.metrics.buffer import PACK, Row, at_us, unix_ns
-from apps.metrics.series import Series, known, registry, series_of, tags_tuple
-from apps.metrics.validation import sample_problems
+from apps.metrics.series import known, registry, series_of, tags_tuple
+from apps.metrics.validation import as_number, sample_problems
 
 # As many as series.INTERNED_MAX: each component records 2 series (10,000
 # components make 20,000), and clearing a cache smaller than the working set
 # would send every call down the validated path again.
 KNOWN_MAX = 100_000
 NOT_FINITE = {"value": ["Must be a finite number."]}
+NOT_A_NUMBER = {"value": ["Must be a number."]}
 
 
 def record(
@@ -43,28 +45,25 @@ def record(
         number = known[(name, tuple(tags.items())) if tags else name]
     # Not seen yet, or an unhashable tag value (the checked path says what).
     except (KeyError, TypeError):
-        number = None
-    if number is None or at is not None:
-        series, us = _checked_series(name, value, tags, at)
-        number, ns = registry.index(series), unix_ns(us)
-        if at is None:
-            key = (name, tuple(tags.items())) if tags else name
-            if len(known) >= KNOWN_MAX:
-                known.clear()
-            known[key] = number
-    else:
-        ns = time_ns()
-    value = float(value)
-    if value - value != 0.0:  # inf - inf and nan - nan are nan
-        raise ValidationFailed(NOT_FINITE)
+        return _record_checked(name, value, tags, at)
+    if at is not None:
+        return _record_checked(name, value, tags, at)
+    # No float(): PACK converts a number as float() would, and what is not a
+    # number fails the subtraction.
+    try:
+        if value - value != 0.0:  # inf - inf and nan - nan are nan
+            raise ValidationFailed(NOT_FINITE)
+    except TypeError:
+        raise ValidationFailed(NOT_A_NUMBER) from None
     buffer = process.current
     if buffer is None:
         buffer = process.buffer()
     data = buffer.data
     if len(data) < buffer.check_at:  # Buffer.add, inlined
-        data += PACK(number, ns, value)
+        data += PACK(number, time_ns(), value)
     else:
-        buffer.add_slow(number, ns, value)
+        buffer.add_slow(number, time_ns(), value)
+    return None
 
 
 def checked_row(
@@ -73,17 +72,28 @@ def checked_row(
     """The buffer row for a sample and what is wrong with it (empty when nothing)."""
     at = timezone.now() if at is None else at
     str_tags = {str(k): str(v) for k, v in (tags or {}).items()}
-    value = float(value)
-    problems = sample_problems(name, value, str_tags, at)
+    number = as_number(value)
+    problems = sample_problems(name, 0.0 if number is None else number, str_tags, at)
+    if number is None:
+        problems["value"] = NOT_A_NUMBER["value"]
+    value = 0.0 if number is None else number
     utc = at.astimezone(UTC) if at.tzinfo is not None else at.replace(tzinfo=UTC)
     row = (series_of(name, tags_tuple(str_tags)), at_us(utc), value)
     return row, problems
 
 
-def _checked_series(
+def _record_checked(
     name: str, value: float, tags: Mapping[str, str] | None, at: datetime | None
-) -> tuple[Series, int]:
-    (series, us, _), problems = checked_row(name, value, tags, at)
+) -> None:
+    (series, us, number_value), problems = checked_row(name, value, tags, at)
     if problems:
         raise ValidationFailed(problems)
-    return series, us
+    number = registry.index(series)
+    if at is None:
+        if len(known) >= KNOWN_MAX:
+            known.clear()
+        # A tag value that is no str but prints as one (validated as its str)
+        # may be unhashable: such a series takes this path every time.
+        with suppress(TypeError):
+            known[(name, tuple(tags.items())) if tags else name] = number
+    process.buffer().add(number, unix_ns(us), number_value)

@@ -22,6 +22,16 @@ MAX_BATCH = 5000
 MAX_FUTURE = timedelta(minutes=10)
 
 
+def as_number(value: object) -> float | None:
+    """``value`` as a float; None when it is not a number (text, None, ...)."""
+    if isinstance(value, str | bytes | bytearray):
+        return None
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
 def sample_problems(
     name: str, value: float, tags: dict[str, str], at: datetime
 ) -> dict[str, list[str]]:

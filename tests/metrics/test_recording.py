@@ -4,7 +4,10 @@ land under one series whatever the order of their tags."""
 import json
 import math
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
 
+import numpy as np
 import pytest
 from django.db import connection
 
@@ -24,6 +27,8 @@ pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
         ("t.rec.bad", math.nan, {"host": "a"}, "value"),
         ("t.rec.bad", 1.0, {"bad key": "a"}, "tags"),
         ("t.rec.bad", 1.0, {"host": "x" * 201}, "tags"),
+        ("t.rec.bad", "1.5", None, "value"),
+        ("t.rec.bad", None, {"host": "a"}, "value"),
     ],
 )
 def test_record__bad_input__raises_every_time(name, value, tags, field):
@@ -33,6 +38,30 @@ def test_record__bad_input__raises_every_time(name, value, tags, field):
         with pytest.raises(ValidationFailed) as refused:
             metrics.record(name, value, tags)
         assert set(refused.value.fields) == {field}
+
+
+def test_record__numbers_of_other_types__land_as_floats():
+    metrics.record("t.rec.types", 1.0, {"host": "a"})  # known: the fast path
+    for value in (2, True, Decimal("3.25"), np.float32(4.5), Fraction(1, 4)):
+        metrics.record("t.rec.types", value, {"host": "a"})
+    metrics.record("t.rec.types", 7, {"host": "a", "list": ["x"]})  # unhashable
+    metrics.record("t.rec.types", 8, {"host": "a", "list": ["x"]})
+    wait_until(lambda: raw_count("t.rec.types") == 8, timeout=30, what="flush")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT m.value FROM metrics_sample m JOIN metrics_series s "
+            "ON s.id = m.series_id WHERE s.name = 't.rec.types' ORDER BY m.at"
+        )
+        assert [v for (v,) in cursor.fetchall()] == [
+            1.0,
+            2.0,
+            1.0,
+            3.25,
+            4.5,
+            0.25,
+            7.0,
+            8.0,
+        ]
 
 
 def test_record__tags_in_any_order__one_series_every_sample_lands():
