@@ -51,6 +51,14 @@ COPY_ROWS_MAX = 100_000
 # interval back: a burst's backlog 20-60k samples instead of 190-470k, the
 # whole path +12-38 % (benchmarks/RESULTS.md, session 14).
 WRITE_SWITCH_INTERVAL = 0.0005
+# While a burst goes on a COPY stays open: every STREAM_TICK it takes what the
+# buffer gained, so the server works through one batch while the next is being
+# recorded, and a burst's end waits for a tick's samples instead of a whole
+# batch (of 50-100k rows: 15-30 ms). It ends when a tick finds the buffer
+# empty, at COPY_ROWS_MAX rows or after STREAM_SECONDS (samples are visible
+# after the commit), or at a batch with a series or day it has not written yet.
+STREAM_TICK = 0.001
+STREAM_SECONDS = 0.25
 # Spill files other processes of this host left (killed before they could
 # replay them) are looked for at most this often: each look is a few file-system
 # calls, and beside a busy producer every call costs a GIL hand-back (the look
@@ -161,8 +169,7 @@ class Persister:
             samples = self.buffer.take(min(size, budget))
             if not len(samples):
                 break
-            self._write(samples)
-            budget -= len(samples)
+            budget -= self._write(_Stream(self.buffer, samples, limit=size))
         if self._away_since is not None:
             log.info("metrics.database_back", away_seconds=self._away_seconds())
         self._away_since = None
@@ -176,13 +183,19 @@ class Persister:
         self._spill_look_at = now + SPILL_LOOK_SECONDS
         return self.spill.has_claimable()
 
-    def _write(self, samples: Samples) -> None:
+    def _write(self, stream: "_Stream") -> int:
+        """Land the stream's batches; the number of samples written."""
         try:
-            self._retrying(self.writer.write, samples)
+            refused = self._retrying(self.writer.write_stream, stream)
         except BaseException:
-            self.buffer.put_back(samples)
+            stream.put_back()
             raise
-        self.flushed += len(samples)
+        written = stream.rows
+        if refused is not None:  # for the next COPY
+            self.buffer.put_back(refused)
+            written -= len(refused)
+        self.flushed += written
+        return written
 
     def _replay(self, path: Path) -> None:
         samples = Samples.from_rows(spill_files.read(path))
@@ -233,6 +246,35 @@ class Persister:
             dropped_series_unresolved=self.writer.unresolved,
             database_away=self._away_since is not None,
         )
+
+
+class _Stream:
+    """The batches of one streamed COPY (see STREAM_TICK): ``first``, then what
+    the buffer gained each tick. It keeps every batch it took: a retry sends
+    them all again, a failure puts them all back."""
+
+    def __init__(self, buffer: Buffer, first: Samples, *, limit: int) -> None:
+        self.buffer = buffer
+        self.taken = [first]
+        self.rows = len(first)
+        self.limit = limit
+        self.until = time.monotonic() + STREAM_SECONDS
+
+    def __iter__(self) -> Iterator[Samples]:
+        yield from list(self.taken)
+        while self.rows < self.limit and time.monotonic() < self.until:
+            time.sleep(STREAM_TICK)
+            more = self.buffer.take(self.limit - self.rows)
+            if not len(more):
+                return
+            self.taken.append(more)
+            self.rows += len(more)
+            yield more
+
+    def put_back(self) -> None:
+        """Every batch taken back to the buffer's front, in order."""
+        for samples in reversed(self.taken):
+            self.buffer.put_back(samples)
 
 
 @contextmanager

@@ -5,7 +5,7 @@ that made their rows, so a rolled-back flush never leaves a stale entry.
 """
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date
 from typing import Any
 
@@ -111,6 +111,18 @@ class SampleWriter:
         counted in ``unresolved``."""
         if not isinstance(samples, Samples):
             samples = Samples.from_rows(samples, self.numbering)
+        self.write_stream([samples])
+
+    def write_stream(self, batches: Iterable[Samples]) -> Samples | None:
+        """``write`` the first of ``batches``, then in the same COPY each next one
+        the iterator yields while its series were all written before and its
+        days have partitions; return the first that did not (unwritten: the
+        caller keeps it), None when all went in.
+
+        One transaction for all, or raise and land none. Streaming lets the
+        server take each batch while the next one is being recorded."""
+        batches = iter(batches)
+        samples = next(batches)
         generation = self.numbering.generation
         ids = self._known_ids(samples.numbers, generation)
         if ids is None:
@@ -121,26 +133,34 @@ class SampleWriter:
                 log.warning("metrics.series_unresolved", samples=lost)
                 samples = samples.select(resolves)
         if not len(samples):
-            return
-        minutes = _minutes(samples.at_us)
-        self._ensure_partitions({us_day(m * MINUTE_US // DAY_US) for m in minutes})
+            return None
+        minutes = set(_minutes(samples.at_us))
+        self._ensure_partitions(_days(minutes))
         connection = raw_connection(self.database())
-        by_series = None
+        by_series, first, refused = None, samples, None
         with connection.transaction(), connection.cursor() as cursor:
             if ids is None:
                 by_series = self._series_ids(cursor, set(distinct))
                 ids = np.array([by_series[s] for s in distinct], np.int64)[positions]
-            rows = self._encode(ids, samples)
             writer = LibpqWriter(cursor, flush_threshold=COPY_FLUSH_BYTES)
             with noted(COPY_SQL), cursor.copy(COPY_SQL, writer=writer) as copy:
                 copy.write(_HEADER)
-                copy.write(rows.data)
+                copy.write(self._encode(ids, samples).data)
+                for samples in batches:
+                    known = self._known_ids(samples.numbers, generation)
+                    more = set(_minutes(samples.at_us))
+                    if known is None or not _days(more) <= self._days:
+                        refused = samples
+                        break
+                    copy.write(self._encode(known, samples).data)
+                    minutes |= more
                 copy.write(_TRAILER)
-            starts = [us_at(m * MINUTE_US) for m in minutes]
+            starts = [us_at(m * MINUTE_US) for m in sorted(minutes)]
             with noted(PENDING_SQL):
                 cursor.execute(PENDING_SQL, [starts])
         if by_series is not None:
-            self._remember(by_series, samples.numbers, ids, generation)
+            self._remember(by_series, first.numbers, ids, generation)
+        return refused
 
     def _known_ids(
         self, numbers: npt.NDArray[np.int64], generation: int
@@ -236,6 +256,11 @@ def _encoded_rows(size: int) -> npt.NDArray[np.void]:
     rows["fields"] = 3
     rows["id_length"] = rows["at_length"] = rows["value_length"] = 8
     return rows
+
+
+def _days(minutes: set[int]) -> set[date]:
+    """The days of ``minutes`` (each ``us // MINUTE_US``)."""
+    return {us_day(m * MINUTE_US // DAY_US) for m in minutes}
 
 
 def _minutes(times: npt.NDArray[np.int64]) -> list[int]:

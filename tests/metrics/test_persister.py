@@ -2,13 +2,14 @@
 
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 
 from apps.metrics import persister as persister_module
-from apps.metrics.buffer import Buffer
+from apps.metrics.buffer import Buffer, Samples
 from apps.metrics.db import default_database
 from apps.metrics.models import PendingRollup
 from apps.metrics.partitions import partition_name, partitions_list
@@ -19,6 +20,7 @@ from tests.metrics.conftest import raw_count, running_persister, sample
 from tests.procs import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+MINUTE = timedelta(minutes=1)
 
 
 def test_flush__samples_over_two_days__every_sample_lands(tmp_path):
@@ -41,17 +43,17 @@ def test_flush__taking_and_writing__gil_switch_interval_lowered_then_put_back(
 ):
     before, seen = sys.getswitchinterval(), []
     with running_persister(tmp_path) as persister:
-        take, write = persister.buffer.take, persister.writer.write
+        take, write = persister.buffer.take, persister.writer.write_stream
 
         def taking(limit):
             seen.append(("take", sys.getswitchinterval()))
             return take(limit)
 
-        def writing(samples):
+        def writing(batches):
             seen.append(("write", sys.getswitchinterval()))
-            write(samples)
+            return write(batches)
 
-        persister.buffer.take, persister.writer.write = taking, writing
+        persister.buffer.take, persister.writer.write_stream = taking, writing
         persister.buffer.append(sample("t.gil", 1.0))
         wait_until(lambda: raw_count("t.gil") == 1, timeout=20, what="flush")
     assert {step for step, _ in seen} == {"take", "write"}
@@ -160,8 +162,14 @@ def test_cycle__backlog_past_the_batch_size__one_copy_takes_it_all(tmp_path):
     for n in range(30_000):
         buffer.append(sample("t.backlog", n, host=f"h{n % 7}"))
     sizes: list[int] = []
-    write = persister.writer.write
-    persister.writer.write = lambda rows: (sizes.append(len(rows)), write(rows))[1]
+    write = persister.writer.write_stream
+
+    def writing(batches):
+        batches = list(batches)
+        sizes.append(sum(len(b) for b in batches))
+        return write(batches)
+
+    persister.writer.write_stream = writing
     # When one cycle runs
     persister.cycle()
     # Then a single COPY landed all of it
@@ -231,3 +239,133 @@ def test_wake__flush_batch_reached_twice__flushed_each_time_without_the_timer(
     finally:
         persister.stop()
     assert persister.stats().flushed == 200
+
+
+def _samples(name: str, values: range, *, at: datetime | None = None, **tags: str):
+    return Samples.from_rows([sample(name, n, at=at, **tags) for n in values])
+
+
+def test_write_stream__known_series__every_batch_in_one_copy_minutes_pending():
+    base = (datetime.now(UTC) - timedelta(hours=1)).replace(second=0, microsecond=0)
+    writer = SampleWriter(database=default_database)
+    writer.write(_samples("t.stream", range(1), at=base))
+    # When three batches over three minutes stream into one COPY
+    refused = writer.write_stream(
+        _samples("t.stream", range(m * 10, m * 10 + 10), at=base + m * MINUTE)
+        for m in range(3)
+    )
+    # Then all landed and each minute is pending
+    assert refused is None
+    assert raw_count("t.stream") == 31
+    assert {base, base + MINUTE, base + 2 * MINUTE} <= set(
+        PendingRollup.objects.filter(resolution="minute").values_list(
+            "bucket_start", flat=True
+        )
+    )
+
+
+@pytest.mark.parametrize("unknown", ["series", "day"])
+def test_write_stream__batch_with_a_new_series_or_day__ends_the_copy_returned(
+    unknown,
+):
+    now = datetime.now(UTC)
+    writer = SampleWriter(database=default_database)
+    writer.write(_samples("t.stream.stop", range(1), at=now))
+    later = []
+
+    def batches():
+        yield _samples("t.stream.stop", range(10), at=now)
+        if unknown == "series":
+            yield _samples("t.stream.stop", range(5), at=now, host="new")
+        else:
+            yield _samples("t.stream.stop", range(5), at=now + timedelta(days=3))
+        later.append("pulled")
+        yield _samples("t.stream.stop", range(7), at=now)
+
+    # When the second batch needs a series upsert or a new partition
+    refused = writer.write_stream(batches())
+    # Then the COPY ended before it, it comes back unwritten, nothing after it
+    # was taken
+    assert refused is not None
+    assert len(refused) == 5
+    assert raw_count("t.stream.stop") == 11
+    assert later == []
+
+
+def test_cycle__copy_fails_mid_stream__every_batch_back_in_order(tmp_path):
+    # Given 300 samples waiting and a database that fails after the COPY took
+    # three batches of them
+    buffer = Buffer(bound=1000, flush_at=100)
+    persister = Persister(
+        buffer=buffer,
+        spill_dir=tmp_path,
+        spill_max_bytes=2**20,
+        interval=60,
+        batch=100,
+        database=default_database,
+    )
+    persister.writer.write(_samples("t.stream.fail", range(1)))
+    for n in range(300):
+        buffer.append(sample("t.stream.fail", n))
+    taken = buffer.take
+    buffer.take = lambda limit: taken(min(limit, 100))
+    pulled = []
+
+    def failing(batches):
+        pulled.extend(len(b) for b in batches)
+        raise OperationalError("server closed the connection unexpectedly")
+
+    persister.writer.write_stream = failing
+    # When a cycle runs
+    persister.cycle()
+    # Then the stream had taken all three and every sample is back, in order
+    assert pulled[:3] == [100, 100, 100]
+    assert persister.stats().database_away
+    assert taken(1000).values.tolist() == [float(n) for n in range(300)]
+
+
+def test_cycle__producer_recording_meanwhile__copy_streams_what_comes(tmp_path):
+    # Given a persister and a producer thread recording without pause
+    streamed: list[int] = []
+    recording = threading.Event()
+    recording.set()
+    with running_persister(tmp_path, bound=200_000, batch=500) as persister:
+        persister.writer.write(_samples("t.stream.live", range(1)))
+        write = persister.writer.write_stream
+
+        def counting(batches):
+            counted = []
+
+            def each():
+                for batch in batches:
+                    counted.append(len(batch))
+                    yield batch
+
+            try:
+                return write(each())
+            finally:
+                streamed.append(len(counted))
+
+        persister.writer.write_stream = counting
+        recorded = [0]
+
+        def produce():
+            while recording.is_set():
+                persister.buffer.append(sample("t.stream.live", recorded[0]))
+                recorded[0] += 1
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+        # When a COPY has taken more than one batch
+        try:
+            wait_until(lambda: max(streamed, default=0) > 1, timeout=30, what="stream")
+        finally:
+            recording.clear()
+            producer.join()
+        # Then every sample recorded lands
+        wait_until(
+            lambda: raw_count("t.stream.live") == recorded[0] + 1,
+            timeout=30,
+            what="all landed",
+        )
+    assert persister.stats().flushed >= recorded[0]
