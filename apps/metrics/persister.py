@@ -57,8 +57,12 @@ WRITE_SWITCH_INTERVAL = 0.0005
 # batch (of 50-100k rows: 15-30 ms). It ends when a tick finds the buffer
 # empty, at COPY_ROWS_MAX rows or after STREAM_SECONDS (samples are visible
 # after the commit), or at a batch with a series or day it has not written yet.
+# A tick bringing fewer than STREAM_MIN samples (a producer under 256k samples/s,
+# whose batches are small anyway) is sent and ends it: a steady trickle would
+# otherwise hold a transaction open and send hundreds of tiny batches a second.
 STREAM_TICK = 0.001
 STREAM_SECONDS = 0.25
+STREAM_MIN = 256
 # Spill files other processes of this host left (killed before they could
 # replay them) are looked for at most this often: each look is a few file-system
 # calls, and beside a busy producer every call costs a GIL hand-back (the look
@@ -270,6 +274,8 @@ class _Stream:
             self.taken.append(more)
             self.rows += len(more)
             yield more
+            if len(more) < STREAM_MIN:
+                return
 
     def put_back(self) -> None:
         """Every batch taken back to the buffer's front, in order."""

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -369,3 +370,44 @@ def test_cycle__producer_recording_meanwhile__copy_streams_what_comes(tmp_path):
             what="all landed",
         )
     assert persister.stats().flushed >= recorded[0]
+
+
+def test_cycle__producer_trickling__each_copy_ends_after_a_small_batch(tmp_path):
+    # Given a producer recording ~10 samples every 0.5 ms: every tick finds some
+    # (the stream would go on), few (~20k samples/s, far below a burst)
+    batches_per_copy: list[int] = []
+    recording = threading.Event()
+    recording.set()
+    with running_persister(tmp_path, batch=20) as persister:
+        persister.writer.write(_samples("t.stream.trickle", range(1)))
+        write = persister.writer.write_stream
+
+        def counting(batches):
+            batches = list(batches)
+            batches_per_copy.append(len(batches))
+            return write(batches)
+
+        persister.writer.write_stream = counting
+        recorded = [0]
+
+        def produce():
+            while recording.is_set():
+                for _ in range(10):
+                    persister.buffer.append(sample("t.stream.trickle", recorded[0]))
+                    recorded[0] += 1
+                time.sleep(0.0005)  # the trickle's pace, not a wait for an outcome
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+        try:
+            wait_until(lambda: len(batches_per_copy) >= 5, timeout=30, what="copies")
+        finally:
+            recording.clear()
+            producer.join()
+        wait_until(
+            lambda: raw_count("t.stream.trickle") == recorded[0] + 1,
+            timeout=30,
+            what="all landed",
+        )
+    # Then no COPY stayed open past a tick's small batch
+    assert max(batches_per_copy) <= 2
