@@ -38,6 +38,21 @@ def raw_count(name: str) -> int:
         return cursor.fetchone()[0]
 
 
+def idle_persister(
+    spill_dir: Path, *, bound: int, batch: int, interval: float = 60
+) -> Persister:
+    """A persister not started, whose timer would not fire within a test: its
+    cycles run when the test calls them (or starts it)."""
+    return Persister(
+        buffer=Buffer(bound=bound, flush_at=batch),
+        spill_dir=spill_dir,
+        spill_max_bytes=2**20,
+        interval=interval,
+        batch=batch,
+        database=default_database,
+    )
+
+
 @contextlib.contextmanager
 def running_persister(
     spill_dir: Path,

@@ -1,5 +1,6 @@
 """The persister: COPY lands every sample; an outage spills and replays, losing none."""
 
+import contextlib
 import subprocess
 import sys
 import threading
@@ -10,14 +11,19 @@ import pytest
 from django.db import OperationalError, connection
 
 from apps.metrics import persister as persister_module
-from apps.metrics.buffer import Buffer, Samples
+from apps.metrics.buffer import Samples
 from apps.metrics.db import default_database
 from apps.metrics.models import PendingRollup
 from apps.metrics.partitions import partition_name, partitions_list
 from apps.metrics.persister import WRITE_SWITCH_INTERVAL, Persister
 from apps.metrics.spill import Spill
 from apps.metrics.storage import SampleWriter
-from tests.metrics.conftest import raw_count, running_persister, sample
+from tests.metrics.conftest import (
+    idle_persister,
+    raw_count,
+    running_persister,
+    sample,
+)
 from tests.procs import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -67,14 +73,7 @@ def test_cycle__spill_file_of_a_dead_process__replayed_at_the_next_look(
 ):
     # Given a persister that has looked for spill files once (none then)
     monkeypatch.setattr(persister_module, "SPILL_LOOK_SECONDS", 3.0)
-    persister = Persister(
-        buffer=Buffer(bound=1000, flush_at=100),
-        spill_dir=tmp_path,
-        spill_max_bytes=2**20,
-        interval=60,
-        batch=100,
-        database=default_database,
-    )
+    persister = idle_persister(tmp_path, bound=1000, batch=100)
     persister.cycle()
     # When a process of this host that is gone has left its spill file behind
     left = Spill(directory=tmp_path, max_bytes=2**20)
@@ -92,6 +91,32 @@ def test_cycle__spill_file_of_a_dead_process__replayed_at_the_next_look(
     wait_until(replayed, timeout=30, what="replay of the dead process's spill")
     assert persister.stats().replayed == 50
     assert not list(tmp_path.iterdir())
+
+
+@contextlib.contextmanager
+def _producing(persister: Persister, name: str, *, step: int = 1, pause: float = 0):
+    """A thread appending samples of ``name`` to the persister's buffer, ``step``
+    at a time and ``pause`` seconds apart (a producer's pace, not a wait for an
+    outcome), until the block ends; yields ``[count so far]``."""
+    recorded = [0]
+    going = threading.Event()
+    going.set()
+
+    def produce() -> None:
+        while going.is_set():
+            for _ in range(step):
+                persister.buffer.append(sample(name, recorded[0]))
+                recorded[0] += 1
+            if pause:
+                time.sleep(pause)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    try:
+        yield recorded
+    finally:
+        going.clear()
+        producer.join()
 
 
 def _exited_pid() -> int:
@@ -151,15 +176,8 @@ def test_stop__database_still_away__buffer_spilled_for_the_next_start(tmp_path, 
 
 def test_cycle__backlog_past_the_batch_size__one_copy_takes_it_all(tmp_path):
     # Given 30 batches' worth waiting (a producer outran the persister)
-    buffer = Buffer(bound=50_000, flush_at=1000)
-    persister = Persister(
-        buffer=buffer,
-        spill_dir=tmp_path,
-        spill_max_bytes=2**20,
-        interval=60,
-        batch=1000,
-        database=default_database,
-    )
+    persister = idle_persister(tmp_path, bound=50_000, batch=1000)
+    buffer = persister.buffer
     for n in range(30_000):
         buffer.append(sample("t.backlog", n, host=f"h{n % 7}"))
     sizes: list[int] = []
@@ -216,15 +234,8 @@ def test_wake__flush_batch_reached_twice__flushed_each_time_without_the_timer(
     tmp_path,
 ):
     # Given a persister whose timer would not fire during the test
-    buffer = Buffer(bound=10_000, flush_at=100)
-    persister = Persister(
-        buffer=buffer,
-        spill_dir=tmp_path,
-        spill_max_bytes=2**20,
-        interval=600,
-        batch=100,
-        database=default_database,
-    )
+    persister = idle_persister(tmp_path, bound=10_000, batch=100, interval=600)
+    buffer = persister.buffer
     persister.start()
     try:
         # When FLUSH_BATCH samples are queued, twice
@@ -296,15 +307,8 @@ def test_write_stream__batch_with_a_new_series_or_day__ends_the_copy_returned(
 def test_cycle__copy_fails_mid_stream__every_batch_back_in_order(tmp_path):
     # Given 300 samples waiting and a database that fails after the COPY took
     # three batches of them
-    buffer = Buffer(bound=1000, flush_at=100)
-    persister = Persister(
-        buffer=buffer,
-        spill_dir=tmp_path,
-        spill_max_bytes=2**20,
-        interval=60,
-        batch=100,
-        database=default_database,
-    )
+    persister = idle_persister(tmp_path, bound=1000, batch=100)
+    buffer = persister.buffer
     persister.writer.write(_samples("t.stream.fail", range(1)))
     for n in range(300):
         buffer.append(sample("t.stream.fail", n))
@@ -328,8 +332,6 @@ def test_cycle__copy_fails_mid_stream__every_batch_back_in_order(tmp_path):
 def test_cycle__producer_recording_meanwhile__copy_streams_what_comes(tmp_path):
     # Given a persister and a producer thread recording without pause
     streamed: list[int] = []
-    recording = threading.Event()
-    recording.set()
     with running_persister(tmp_path, bound=200_000, batch=500) as persister:
         persister.writer.write(_samples("t.stream.live", range(1)))
         write = persister.writer.write_stream
@@ -348,21 +350,9 @@ def test_cycle__producer_recording_meanwhile__copy_streams_what_comes(tmp_path):
                 streamed.append(len(counted))
 
         persister.writer.write_stream = counting
-        recorded = [0]
-
-        def produce():
-            while recording.is_set():
-                persister.buffer.append(sample("t.stream.live", recorded[0]))
-                recorded[0] += 1
-
-        producer = threading.Thread(target=produce)
-        producer.start()
         # When a COPY has taken more than one batch
-        try:
+        with _producing(persister, "t.stream.live") as recorded:
             wait_until(lambda: max(streamed, default=0) > 1, timeout=30, what="stream")
-        finally:
-            recording.clear()
-            producer.join()
         # Then every sample recorded lands
         wait_until(
             lambda: raw_count("t.stream.live") == recorded[0] + 1,
@@ -376,8 +366,6 @@ def test_cycle__producer_trickling__each_copy_ends_after_a_small_batch(tmp_path)
     # Given a producer recording ~10 samples every 0.5 ms: every tick finds some
     # (the stream would go on), few (~20k samples/s, far below a burst)
     batches_per_copy: list[int] = []
-    recording = threading.Event()
-    recording.set()
     with running_persister(tmp_path, batch=20) as persister:
         persister.writer.write(_samples("t.stream.trickle", range(1)))
         write = persister.writer.write_stream
@@ -388,22 +376,10 @@ def test_cycle__producer_trickling__each_copy_ends_after_a_small_batch(tmp_path)
             return write(batches)
 
         persister.writer.write_stream = counting
-        recorded = [0]
-
-        def produce():
-            while recording.is_set():
-                for _ in range(10):
-                    persister.buffer.append(sample("t.stream.trickle", recorded[0]))
-                    recorded[0] += 1
-                time.sleep(0.0005)  # the trickle's pace, not a wait for an outcome
-
-        producer = threading.Thread(target=produce)
-        producer.start()
-        try:
+        with _producing(
+            persister, "t.stream.trickle", step=10, pause=0.0005
+        ) as recorded:
             wait_until(lambda: len(batches_per_copy) >= 5, timeout=30, what="copies")
-        finally:
-            recording.clear()
-            producer.join()
         wait_until(
             lambda: raw_count("t.stream.trickle") == recorded[0] + 1,
             timeout=30,
