@@ -57,9 +57,10 @@ WRITE_SWITCH_INTERVAL = 0.0005
 # batch (of 50-100k rows: 15-30 ms). It ends when a tick finds the buffer
 # empty, at COPY_ROWS_MAX rows or after STREAM_SECONDS (samples are visible
 # after the commit), or at a batch with a series or day it has not written yet.
-# A tick bringing fewer than STREAM_MIN samples (a producer under 256k samples/s,
-# whose batches are small anyway) is sent and ends it: a steady trickle would
-# otherwise hold a transaction open and send hundreds of tiny batches a second.
+# A batch of fewer than STREAM_MIN samples (a producer under 256k samples/s,
+# whose batches are small anyway) is the last: a steady trickle would otherwise
+# hold a transaction open and send hundreds of tiny batches a second, and a
+# quiet cycle's COPY would wait a tick for nothing.
 STREAM_TICK = 0.001
 STREAM_SECONDS = 0.25
 STREAM_MIN = 256
@@ -266,7 +267,11 @@ class _Stream:
 
     def __iter__(self) -> Iterator[Samples]:
         yield from list(self.taken)
-        while self.rows < self.limit and time.monotonic() < self.until:
+        while (
+            len(self.taken[-1]) >= STREAM_MIN
+            and self.rows < self.limit
+            and time.monotonic() < self.until
+        ):
             time.sleep(STREAM_TICK)
             more = self.buffer.take(self.limit - self.rows)
             if not len(more):
@@ -274,8 +279,6 @@ class _Stream:
             self.taken.append(more)
             self.rows += len(more)
             yield more
-            if len(more) < STREAM_MIN:
-                return
 
     def put_back(self) -> None:
         """Every batch taken back to the buffer's front, in order."""

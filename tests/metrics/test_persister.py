@@ -387,3 +387,20 @@ def test_cycle__producer_trickling__each_copy_ends_after_a_small_batch(tmp_path)
         )
     # Then no COPY stayed open past a tick's small batch
     assert max(batches_per_copy) <= 2
+
+
+def test_cycle__a_few_samples__copy_waits_no_tick_for_more(tmp_path):
+    # Given a quiet cycle's worth: ten samples
+    persister = idle_persister(tmp_path, bound=1000, batch=100)
+    persister.writer.write(_samples("t.stream.quiet", range(1)))
+    for n in range(10):
+        persister.buffer.append(sample("t.stream.quiet", n))
+    takes: list[int] = []
+    take = persister.buffer.take
+    persister.buffer.take = lambda limit: (takes.append(limit), take(limit))[1]
+    # When a cycle runs
+    persister.cycle()
+    # Then its COPY took the ten and ended; the only other take is the cycle's
+    # own look for more (empty)
+    assert raw_count("t.stream.quiet") == 11
+    assert len(takes) == 2
