@@ -124,15 +124,14 @@ class SampleWriter:
         batches = iter(batches)
         samples = next(batches)
         generation = self.numbering.generation
-        ids = self._known_ids(samples.numbers, generation)
+        ids, lost = self._known_ids(samples.numbers, generation), 0
         if ids is None:
             resolves, distinct, positions = self.numbering.lookup(samples.numbers)
             if not resolves.all():
                 lost = len(samples) - int(resolves.sum())
-                self.unresolved += lost
-                log.warning("metrics.series_unresolved", samples=lost)
                 samples = samples.select(resolves)
         if not len(samples):
+            self._lost(lost)
             return None
         minutes = set(_minutes(samples.at_us))
         self._ensure_partitions(_days(minutes))
@@ -158,9 +157,17 @@ class SampleWriter:
             starts = [us_at(m * MINUTE_US) for m in sorted(minutes)]
             with noted(PENDING_SQL):
                 cursor.execute(PENDING_SQL, [starts])
+        # Counted once landed: a failed attempt's samples come back, and are
+        # looked at again.
+        self._lost(lost)
         if by_series is not None:
             self._remember(by_series, first.numbers, ids, generation)
         return refused
+
+    def _lost(self, samples: int) -> None:
+        if samples:
+            self.unresolved += samples
+            log.warning("metrics.series_unresolved", samples=samples)
 
     def _known_ids(
         self, numbers: npt.NDArray[np.int64], generation: int

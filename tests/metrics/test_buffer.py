@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from django.db import OperationalError
 
 from apps import metrics
 from apps.metrics import process
@@ -165,4 +166,35 @@ def test_write__series_written_two_generations_ago__not_found_by_the_old_table()
     writer.write(old)
     # Then it is counted as unresolved, as the registry says, not written
     assert _landed_by_host("t.ids.gen") == {"old": 1}
+    assert writer.unresolved == 1
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_write__retried_after_a_failure__unresolved_counted_once():
+    # Given a batch with one sample whose series is gone and one that resolves,
+    # and a database whose first connection attempt fails
+    numbering = SeriesRegistry(max_size=1)
+    old = Samples.from_rows([sample("t.reg.retry.old", 1.0, at=AT)], numbering)
+    kept = Samples.from_rows([sample("t.reg.retry", 2.0, at=AT)], numbering)
+    numbering.index(series_of("t.reg.retry.later", ()))
+    batch = Samples(
+        np.concatenate([old.numbers, kept.numbers]),
+        np.concatenate([old.at_us, kept.at_us]),
+        np.concatenate([old.values, kept.values]),
+    )
+    attempts = []
+
+    def flaky():
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise OperationalError("connection refused")
+        return default_database()
+
+    writer = SampleWriter(database=flaky, numbering=numbering)
+    # When the write fails once and is tried again
+    with pytest.raises(OperationalError):
+        writer.write(batch)
+    writer.write(batch)
+    # Then the sample left out is counted once
+    assert (raw_count("t.reg.retry.old"), raw_count("t.reg.retry")) == (0, 1)
     assert writer.unresolved == 1
