@@ -1,7 +1,8 @@
 """The persister: a daemon thread per process that drains the buffer with COPY.
 
 It flushes every ``FLUSH_INTERVAL_MS`` or as soon as ``FLUSH_BATCH`` samples wait,
-taking whatever has piled up by then, up to ``COPY_ROWS_MAX`` per COPY.
+taking whatever has piled up by then, up to ``COPY_ROWS_MAX`` per COPY; during a
+burst the COPY stays open and takes what comes every ``STREAM_TICK``.
 A failed flush is retried (tenacity: exponential backoff with jitter); when that
 fails too PostgreSQL counts as away: the samples go back to the buffer, the thread
 probes again after a growing, jittered pause, and once the buffer is half full it
