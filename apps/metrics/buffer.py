@@ -164,15 +164,15 @@ class Buffer:
         if len(data) < self.check_at:
             data += PACK(number, ns, value)
             return True
-        return self.add_slow(number, ns, value)
+        return self.add_slow(PACK(number, ns, value))
 
-    def add_slow(self, number: int, ns: int, value: float) -> bool:
-        """``add`` from ``check_at`` bytes on: refuse past the bound, else queue
-        the sample and wake the persister."""
+    def add_slow(self, sample: bytes) -> bool:
+        """``add`` of a ``PACK``ed sample from ``check_at`` bytes on: refuse past
+        the bound, else queue it and wake the persister."""
         if len(self.data) >= SAMPLE_BYTES * self.bound:
             self.refuse()
             return False
-        self.data += PACK(number, ns, value)
+        self.data += sample
         # Raised before the wake: a rearm racing with this one happens after it.
         self.check_at = SAMPLE_BYTES * self.bound
         self.wake.set()

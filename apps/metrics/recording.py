@@ -12,6 +12,7 @@ must fit retention).
 from collections.abc import Mapping
 from contextlib import suppress
 from datetime import UTC, datetime
+from struct import error as struct_error
 from time import time_ns
 
 from django.utils import timezone
@@ -48,21 +49,22 @@ def record(
         return _record_checked(name, value, tags, at)
     if at is not None:
         return _record_checked(name, value, tags, at)
-    # No float(): PACK converts a number as float() would, and what is not a
-    # number fails the subtraction.
+    # No float(): PACK converts a number as float() would; what is not a number
+    # fails the subtraction or the packing.
     try:
         if value - value != 0.0:  # inf - inf and nan - nan are nan
             raise ValidationFailed(NOT_FINITE)
-    except TypeError:
+        sample = PACK(number, time_ns(), value)
+    except (TypeError, OverflowError, struct_error):
         raise ValidationFailed(NOT_A_NUMBER) from None
     buffer = process.current
     if buffer is None:
         buffer = process.buffer()
     data = buffer.data
     if len(data) < buffer.check_at:  # Buffer.add, inlined
-        data += PACK(number, time_ns(), value)
+        data += sample
     else:
-        buffer.add_slow(number, time_ns(), value)
+        buffer.add_slow(sample)
     return None
 
 

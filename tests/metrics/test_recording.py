@@ -29,6 +29,8 @@ pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
         ("t.rec.bad", 1.0, {"host": "x" * 201}, "tags"),
         ("t.rec.bad", "1.5", None, "value"),
         ("t.rec.bad", None, {"host": "a"}, "value"),
+        ("t.rec.bad", 10**400, None, "value"),
+        ("t.rec.bad", 1 + 2j, {"host": "a"}, "value"),
     ],
 )
 def test_record__bad_input__raises_every_time(name, value, tags, field):
