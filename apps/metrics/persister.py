@@ -290,13 +290,15 @@ class _Stream:
 @contextmanager
 def _gil_eager() -> Iterator[None]:
     """The process's GIL switch interval at most ``WRITE_SWITCH_INTERVAL`` for
-    the block, then as it was."""
+    the block, then as it was, unless other code set it meanwhile."""
     before = sys.getswitchinterval()
     sys.setswitchinterval(min(before, WRITE_SWITCH_INTERVAL))
+    lowered = sys.getswitchinterval()
     try:
         yield
     finally:
-        sys.setswitchinterval(before)
+        if sys.getswitchinterval() == lowered:
+            sys.setswitchinterval(before)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -404,3 +404,22 @@ def test_cycle__a_few_samples__copy_waits_no_tick_for_more(tmp_path):
     # own look for more (empty)
     assert raw_count("t.stream.quiet") == 11
     assert len(takes) == 2
+
+
+def test_cycle__switch_interval_set_by_other_code_meanwhile__kept(tmp_path):
+    before = sys.getswitchinterval()
+    persister = idle_persister(tmp_path, bound=1000, batch=100)
+    persister.buffer.append(sample("t.gil.kept", 1.0))
+    write = persister.writer.write_stream
+
+    def setting_it(batches):
+        sys.setswitchinterval(0.002)  # as other code of the process might
+        return write(batches)
+
+    persister.writer.write_stream = setting_it
+    try:
+        persister.cycle()
+        assert raw_count("t.gil.kept") == 1
+        assert sys.getswitchinterval() == pytest.approx(0.002)
+    finally:
+        sys.setswitchinterval(before)
