@@ -51,7 +51,7 @@ COPY_ROWS_MAX = 100_000
 # arrays) the persister asks for the GIL every 0.5 ms, then puts the process's
 # interval back: a burst's backlog 20-60k samples instead of 190-470k, the
 # whole path +12-38 % (benchmarks/RESULTS.md, session 14).
-WRITE_SWITCH_INTERVAL = 0.0005
+CYCLE_SWITCH_INTERVAL = 0.0005
 # While a burst goes on a COPY stays open: every STREAM_TICK it takes what the
 # buffer gained, so the server works through one batch while the next is being
 # recorded, and a burst's end waits for a tick's samples instead of a whole
@@ -289,10 +289,10 @@ class _Stream:
 
 @contextmanager
 def _gil_eager() -> Iterator[None]:
-    """The process's GIL switch interval at most ``WRITE_SWITCH_INTERVAL`` for
+    """The process's GIL switch interval at most ``CYCLE_SWITCH_INTERVAL`` for
     the block, then as it was, unless other code set it meanwhile."""
     before = sys.getswitchinterval()
-    sys.setswitchinterval(min(before, WRITE_SWITCH_INTERVAL))
+    sys.setswitchinterval(min(before, CYCLE_SWITCH_INTERVAL))
     lowered = sys.getswitchinterval()
     try:
         yield

@@ -15,7 +15,7 @@ from apps.metrics.buffer import Samples
 from apps.metrics.db import default_database
 from apps.metrics.models import PendingRollup
 from apps.metrics.partitions import partition_name, partitions_list
-from apps.metrics.persister import WRITE_SWITCH_INTERVAL, Persister
+from apps.metrics.persister import CYCLE_SWITCH_INTERVAL, Persister
 from apps.metrics.spill import Spill
 from apps.metrics.storage import SampleWriter
 from tests.metrics.conftest import (
@@ -64,7 +64,7 @@ def test_flush__taking_and_writing__gil_switch_interval_lowered_then_put_back(
         persister.buffer.append(sample("t.gil", 1.0))
         wait_until(lambda: raw_count("t.gil") == 1, timeout=20, what="flush")
     assert {step for step, _ in seen} == {"take", "write"}
-    assert max(interval for _, interval in seen) <= WRITE_SWITCH_INTERVAL < before
+    assert max(interval for _, interval in seen) <= CYCLE_SWITCH_INTERVAL < before
     assert sys.getswitchinterval() == before
 
 
