@@ -11,7 +11,8 @@ WORKDIR /app
 
 # Reproducible install: every package pinned and hash-checked. The lock also holds the
 # dev extras (pytest, playwright, ...), which the image carries unused. Wheels only:
-# the slim image has no compiler, and the lock resolves to wheels for linux/x86_64.
+# the slim image has no compiler, and the lock resolves to wheels for linux/x86_64. With no
+# compiler metrics.record() runs its Python twin (apps/metrics/recording.py), not _recordc.c.
 COPY requirements.lock .
 RUN pip install --require-hashes --only-binary :all: -r requirements.lock
 

@@ -6,26 +6,25 @@ Uses DATABASE_URL / REDIS_URL when set, else starts embedded servers for the run
 Subjects, each writing N samples over 100 series into ``metrics_sample``:
 - the whole path: ``metrics.record()`` on this thread → the process buffer → the
   persister thread's COPY, timed from the first record until the persister has
-  flushed all N (both threads share the GIL, as they do in production); twice:
-  the inputs made in the loop (an f-string and a tags dict per sample), and made
-  before the timing, as raw COPY's rows are;
+  flushed all N (both threads share the GIL, as they do in production); three
+  times: the inputs made in the loop (an f-string and a tags dict per sample),
+  and made before the timing, as raw COPY's rows are, once with ``record()`` in C
+  (``_recordc``, what ``make`` builds) and once with its Python twin
+  (``recording.record_python``, what runs where it is not built);
 - Django ``bulk_create`` of ``Sample`` rows in batches of 10,000;
 - a raw psycopg binary COPY loop in batches of 10,000 (no series lookup, no
   pending-rollup marks: the ceiling).
 The subjects run R times in turn (a round each), and each whole path is given as
 a share of the raw COPY of its own round (min, median, max): raw COPY alone
-swung from 1.3M to 2.0M rows/s between runs here. Then ``record()`` per call on
-the caller's thread (best of five runs of 200,000, the persister draining
-meanwhile), in wall time and in that thread's CPU time.
+swung from 1.3M to 2.9M rows/s between runs here. Then ``record()`` per call on
+the caller's thread, in C and in Python (best of five runs of 200,000, the
+persister draining meanwhile), in wall time and in that thread's CPU time.
 
 Each subject also prints the process CPU time per row and PostgreSQL's (its
 postmaster and backends, when the server is local); the whole path splits its
 own into the producer thread and the rest (the persister thread). Producer and
 persister share one GIL, so 1e9 / (CPU ns per sample) is the most this process
-could reach on one idle core: its ceiling. Last, the floor: a loop over inputs
-made before around the least any pure-Python ``record()`` must do (find the
-series by name and tags, read the clock, append 24 packed bytes; none of the
-checks), and the one-GIL ceiling that leaves with the persister's share.
+could reach on one idle core: its ceiling.
 """
 
 import argparse
@@ -45,6 +44,8 @@ from benchmarks.flags_common import django_setup, servers
 
 SERIES = 100
 BATCH = 10_000
+BULK = "Django bulk_create"
+COPY = "raw psycopg COPY"
 
 
 def prepare(samples: int, spill_dir: str) -> None:
@@ -111,13 +112,13 @@ def per_row(before: float | None, after: float | None, rows: int) -> float | Non
     return None if before is None or after is None else (after - before) / rows * 1e9
 
 
-def whole_path(samples: int, *, made_before: bool) -> Figure:
-    """``record()`` of ``samples`` until the persister has flushed them; the
+def whole_path(
+    samples: int, record: Callable[..., None], *, made_before: bool
+) -> Figure:
+    """``record`` of ``samples`` until the persister has flushed them; the
     inputs made in the loop (f-string, tags dict) or, as raw COPY's rows are,
     before the timing (``made_before``)."""
-    from apps import metrics
-
-    metrics.record("bench.warmup", 0.0)  # start the persister outside the timing
+    record("bench.warmup", 0.0)  # start the persister outside the timing
     all_flushed()
     tags = [{"host": f"h{n}"} for n in range(SERIES)]
     inputs = [("bench.ingest", float(n), tags[n % SERIES]) for n in range(samples)]
@@ -125,10 +126,10 @@ def whole_path(samples: int, *, made_before: bool) -> Figure:
     start, cpu, producer = time.perf_counter(), time.process_time(), time.thread_time()
     if made_before:
         for name, value, tagged in inputs:
-            metrics.record(name, value, tagged)
+            record(name, value, tagged)
     else:
         for n in range(samples):
-            metrics.record("bench.ingest", float(n), {"host": f"h{n % SERIES}"})
+            record("bench.ingest", float(n), {"host": f"h{n % SERIES}"})
     producer = time.thread_time() - producer
     all_flushed()
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -205,61 +206,40 @@ def raw_copy(data: list[tuple[int, datetime, float]]) -> None:
                 copy.write_row(row)
 
 
-def record_cost(calls: int = 200_000) -> tuple[float, float]:
+def record_cost(
+    record: Callable[..., None], calls: int = 200_000
+) -> tuple[float, float]:
     """Best of five: wall ns per call, and the calling thread's CPU ns per call."""
-    from apps import metrics
 
     def one() -> None:
-        metrics.record("bench.cost", 1.0, {"host": "h1"})
+        record("bench.cost", 1.0, {"host": "h1"})
 
     wall = min(timeit.repeat(one, number=calls, repeat=5))
     cpu = min(timeit.repeat(one, number=calls, repeat=5, timer=time.thread_time))
     return wall / calls * 1e9, cpu / calls * 1e9
 
 
-def producer_floor(calls: int = 500_000) -> float:
-    """CPU ns per sample of a loop over inputs made before, calling the least
-    any pure-Python ``record()`` must do: find the series by (name, tags), read
-    the clock and append 24 packed bytes (no validation, no bound, no finite
-    check); best of three."""
-    from time import time_ns
+def whole_paths() -> list[tuple[str, Callable[..., None], bool]]:
+    """Each whole path's name, its record() and whether its inputs are made before."""
+    from apps.metrics import _recordc
+    from apps.metrics.recording import record_python
 
-    from apps.metrics.buffer import PACK
-
-    known = {("bench.floor", ("host", f"h{n}")): n for n in range(SERIES)}
-    tags = [{"host": f"h{n}"} for n in range(SERIES)]
-    inputs = [("bench.floor", float(n), tags[n % SERIES]) for n in range(calls)]
-    data = bytearray()
-
-    def least(name: str, value: float, tags: dict[str, str]) -> None:
-        nonlocal data
-        data += PACK(known[(name, *tags.items())], time_ns(), value)
-
-    best = float("inf")
-    for _ in range(3):
-        data.clear()
-        start = time.thread_time()
-        for name, value, tagged in inputs:
-            least(name, value, tagged)
-        best = min(best, time.thread_time() - start)
-    return best / calls * 1e9
+    return [
+        ("record → persister, made in loop", _recordc.record, False),
+        ("record → persister, made before", _recordc.record, True),
+        ("record_python → persister, made before", record_python, True),
+    ]
 
 
 def one_round(
     samples: int, data: list[tuple[int, datetime, float]]
 ) -> list[tuple[str, Figure]]:
     results = []
-    for name, made_before in (
-        ("record → persister, made in loop", False),
-        ("record → persister, made before", True),
-    ):
+    for name, record, made_before in whole_paths():
         truncate()
-        results.append((name, whole_path(samples, made_before=made_before)))
+        results.append((name, whole_path(samples, record, made_before=made_before)))
         check_landed(samples + 1, name)  # and the warm-up sample
-    for name, subject in (
-        ("Django bulk_create", bulk_create),
-        ("raw psycopg COPY", raw_copy),
-    ):
+    for name, subject in ((BULK, bulk_create), (COPY, raw_copy)):
         truncate()
         results.append((name, timed(lambda subject=subject: subject(data), samples)))
         check_landed(samples, name)
@@ -269,10 +249,10 @@ def one_round(
 def summary(rounds: list[list[tuple[str, Figure]]]) -> None:
     """Each whole path against raw COPY of the same round: min, median, max."""
     print(f"over {len(rounds)} rounds, of raw COPY in the same round:")
-    for index in (0, 1):
-        ratios = sorted(r[index][1].rate / r[3][1].rate for r in rounds)
+    for name, _, _ in whole_paths():
+        ratios = sorted(dict(r)[name].rate / dict(r)[COPY].rate for r in rounds)
         print(
-            f"  {rounds[0][index][0]}: min {ratios[0]:.2f}, "
+            f"  {name}: min {ratios[0]:.2f}, "
             f"median {statistics.median(ratios):.2f}, max {ratios[-1]:.2f}"
         )
 
@@ -301,39 +281,36 @@ def main(samples: int, spill_dir: str, rounds_wanted: int) -> None:
         rounds.append(one_round(samples, data))
         report(samples, rounds[-1], f"round {number} of {rounds_wanted}")
     summary(rounds)
-    results = rounds[-1]
-    wall, cpu = record_cost()
-    print(
-        f"record() per call on the caller's thread: {wall:,.0f} ns wall, "
-        f"{cpu:,.0f} ns of its CPU"
-    )
-    floor, whole, copy = producer_floor(), results[1][1], results[3][1].rate
-    rest = whole.cpu_ns - whole.producer_ns
-    print(
-        f"floor: a loop over inputs made before, calling the least a Python "
-        f"record() must do, costs {floor:,.0f} ns; with the persister's "
-        f"{rest:,.0f} ns the one-GIL ceiling is {1e9 / (floor + rest):,.0f} "
-        f"samples/s (0.8 of raw COPY is {0.8 * copy:,.0f}: "
-        f"{1e9 / (0.8 * copy):,.0f} ns per sample)"
-    )
+    from apps.metrics import _recordc
+    from apps.metrics.recording import record_python
+
+    for name, record in (
+        ("record()", _recordc.record),
+        ("record_python()", record_python),
+    ):
+        wall, cpu = record_cost(record)
+        print(
+            f"{name} per call on the caller's thread: {wall:,.0f} ns wall, "
+            f"{cpu:,.0f} ns of its CPU"
+        )
     print(f"load average at the end: {load()}")
     process.shutdown()  # flush the cost run's samples before the servers stop
 
 
 def report(samples: int, results: list[tuple[str, Figure]], title: str) -> None:
-    bulk, copy = results[2][1].rate, results[3][1].rate
+    bulk, copy = dict(results)[BULK].rate, dict(results)[COPY].rate
     print(f"{title}: {samples:,} samples over {SERIES} series, side by side")
     print(
-        f"{'subject':34} {'rows/s':>10} {'x bulk':>7} {'x COPY':>7} "
+        f"{'subject':40} {'rows/s':>10} {'x bulk':>7} {'x COPY':>7} "
         f"{'CPU ns/row':>11} {'server ns/row':>14}"
     )
     for name, figure in results:
         server = "n/a" if figure.server_ns is None else f"{figure.server_ns:,.0f}"
         print(
-            f"{name:34} {figure.rate:10,.0f} {figure.rate / bulk:7.2f} "
+            f"{name:40} {figure.rate:10,.0f} {figure.rate / bulk:7.2f} "
             f"{figure.rate / copy:7.2f} {figure.cpu_ns:11,.0f} {server:>14}"
         )
-    for name, whole in results[:2]:
+    for name, whole in results[: len(whole_paths())]:
         ceiling = 1e9 / whole.cpu_ns
         print(
             f"{name}: CPU per sample, producer thread {whole.producer_ns:,.0f} ns, "
