@@ -95,15 +95,19 @@ known_number(PyObject *name, PyObject *tags, int64_t *number)
         return 0;
     }
     PyObject *found = PyDict_GetItemWithError(known, key); /* borrowed */
-    Py_DECREF(key);
-    if (found == NULL) {
-        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
-            PyErr_Clear(); /* an unhashable tag value: the checked path */
-        }
-        return PyErr_Occurred() ? -1 : 0;
+    int result = found != NULL;
+    if (found != NULL) {
+        *number = PyLong_AsLongLong(found); /* read while the key holds the tags */
+        result = *number == -1 && PyErr_Occurred() ? -1 : 1;
     }
-    *number = PyLong_AsLongLong(found);
-    return *number == -1 && PyErr_Occurred() ? -1 : 1;
+    else if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+        PyErr_Clear(); /* an unhashable tag value: the checked path */
+    }
+    else if (PyErr_Occurred()) {
+        result = -1;
+    }
+    Py_DECREF(key);
+    return result;
 }
 
 /* value as a finite double into *out: 1 when it is one, else 0. */
