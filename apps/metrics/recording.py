@@ -7,6 +7,10 @@ and one ``+=`` of 24 packed bytes. Sorting tags, database ids and
 formatting wait for the persister's thread, which encodes whole batches with
 numpy. A sample with an explicit ``at`` is checked in full every time (its time
 must fit retention).
+
+That known-series path runs in C (``_recordc.c``, built by ``make``: ~200 ns a
+call against ~450 ns here) and calls back into ``_record_checked`` for anything
+else; ``record_python`` is the same in Python, ``record`` where C is not built.
 """
 
 from collections.abc import Mapping
