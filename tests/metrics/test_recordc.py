@@ -1,8 +1,12 @@
 """record() in C (``_recordc``) and its Python twin do the same: the same packed
 sample, the same errors, the same bound; and the C one is what ``make`` builds
-and ``metrics.record`` is."""
+and ``metrics.record`` is, the Python one where it is not built."""
 
+import os
+import subprocess
+import sys
 import tracemalloc
+from pathlib import Path
 from time import time_ns
 from types import MappingProxyType
 
@@ -130,3 +134,22 @@ def test_record__many_calls__hold_no_memory(record, buffer):
         tracemalloc.stop()
     # A key tuple leaked per call would hold over a megabyte.
     assert held < 64 * 1024
+
+
+def test_metrics_record__c_not_built__is_the_python_twin():
+    # None in sys.modules makes the import raise ImportError, as a missing .so does.
+    code = (
+        "import sys; sys.modules['apps.metrics._recordc'] = None; "
+        "from apps import metrics; from apps.metrics import recording; "
+        "print(metrics.record is recording.record_python)"
+    )
+    ran = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).parents[2],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (ran.returncode, ran.stdout.strip()) == (0, "True"), ran.stderr
