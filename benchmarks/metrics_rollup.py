@@ -26,8 +26,8 @@ and of this process, which plays the rollup worker:
 - a plain ``percentile_cont`` GROUP BY per series and minute over the same rows
   (p50/p95/p99 exact, not mergeable, results fetched, nothing stored; PostgreSQL
   runs it with parallel workers, whose CPU counts in its PostgreSQL column);
-- the Python ``ddsketch`` package fed the same rows per series and minute, when
-  it is installed (the column is skipped otherwise).
+- the Python ``ddsketch`` package (a dev dependency) fed the same rows per series
+  and minute: its sketches only, nothing stored.
 Then query latency through ``metrics_query`` (the API's selector) after the rolled
 minutes and hours are copied forward in time to fill 30 days of hours and 24 hours
 of minutes: a 30-day query at 1 h step and a 24-hour query at 1 min step, for one
@@ -187,11 +187,8 @@ def baseline(start: datetime, end: datetime) -> tuple[float, int]:
     return time.perf_counter() - started, len(rows)
 
 
-def python_ddsketch(start: datetime, end: datetime) -> float | None:
-    try:
-        from ddsketch import DDSketch
-    except ImportError:
-        return None
+def python_ddsketch(start: datetime, end: datetime) -> float:
+    from ddsketch import DDSketch
     from django.db import connection
 
     started = time.perf_counter()
@@ -333,11 +330,8 @@ def main(samples: int, repeat: int, *, fresh: bool = False) -> None:
         MINUTES + UNTAGGED: untagged_rollup,
         MINUTES: minute_rollup,
         BASELINE: percentile_cont,
+        "Python ddsketch, fed per series-minute": lambda: python_ddsketch(start, end),
     }
-    if python_ddsketch(start, start) is not None:
-        subjects["Python ddsketch, fed per series-minute"] = lambda: (
-            python_ddsketch(start, end) or 0.0
-        )
     print(f"load average before the turns: {_load()}")
     times = turns(subjects, repeat)
     times[HOURS] = hours
@@ -358,8 +352,6 @@ def main(samples: int, repeat: int, *, fresh: bool = False) -> None:
         for figures in zip(*turns_cpu, strict=True):
             columns.append(f"{min(figures):5.2f}/{statistics.median(figures):5.2f}")
         print(f"{name:{W}} {' '.join(f'{c:>11}' for c in columns)}")
-    if "Python ddsketch, fed per series-minute" not in subjects:
-        print("ddsketch is not installed: its row is skipped")
     print(f"minute buckets rolled per turn: {minutes}; turns: {repeat}")
     fill_forward(start, end)
     print(
